@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny configs and tiny unpaired image folders, so every test runs in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semst.config import ExperimentConfig, load_config
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+TINY_OVERRIDES = {
+    "generator.base_channels": 8,
+    "generator.num_blocks": 2,
+    "discriminator.base_channels": 8,
+    "projection.taps": "input,down1,down2,res1,res2",
+    "projection.num_patches": 32,
+    "projection.dim": 32,
+    "data.crop_size": 32,
+    "data.load_size": 36,
+    "data.num_workers": 0,
+    "log.log_every": 1,
+    "log.sample_every": 1000,
+    "log.checkpoint_every": 1000,
+    "log.tensorboard": False,
+}
+
+
+def write_images(
+    folder: Path, count: int, size: tuple[int, int], seed: int, suffix: str = ".png"
+) -> list[Path]:
+    """``count`` smooth random RGB images of ``size`` (W, H) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize(size, Image.BICUBIC)
+        path = folder / f"img_{i:02d}{suffix}"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Source and target folders with a few 40x48 / 48x40 images (unaligned, different counts)."""
+    source, target = tmp_path / "trainA", tmp_path / "trainB"
+    write_images(source, 4, (40, 48), seed=1)
+    write_images(target, 3, (48, 40), seed=2, suffix=".jpg")
+    return source, target
+
+
+def tiny_config(
+    preset: str = "semst", source: Path | str = "", target: Path | str = "", **overrides
+) -> ExperimentConfig:
+    values = {**TINY_OVERRIDES, "data.source": str(source), "data.target": str(target), **overrides}
+    return load_config(preset, overrides=values)
+
+
+@pytest.fixture
+def make_config():
+    """Factory for tiny validated configs: ``make_config("cut", source, target, **{"train.seed": 3})``."""
+    return tiny_config
