@@ -1,0 +1,186 @@
+"""Safe, self-describing checkpoint files: safetensors weights plus the resolved config as JSON metadata.
+
+A semst checkpoint is one ``.safetensors`` file. Its tensors are named ``<group>.<name>`` (for example
+``generator.stem.1.weight``, ``optimizer.generator.state.3.exp_avg``, ``rng.torch``); its header metadata
+holds ``format`` (``"semst-checkpoint"``), ``format_version`` and ``meta``, a JSON document with the
+resolved experiment config, the step, the optimizer hyper-parameters and everything else that is not a
+tensor. Loading parses only this JSON and raw tensor bytes: nothing is ever unpickled, so a file from an
+untrusted source cannot run code. Writes go to a temporary file that is renamed over the destination only
+when it is complete, so a crash mid-write never damages the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT = "semst-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """The file is missing, is not a semst checkpoint, is damaged, or does not fit the model."""
+
+
+def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Atomically write ``tensors`` and the JSON-serialisable ``meta`` to ``path``.
+
+    Tensors are copied to contiguous CPU memory (shared storage is not allowed by safetensors).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "meta": json.dumps(meta)}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(cpu, tmp_name, metadata=header)
+        with open(tmp_name, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _describe_foreign(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04"):
+        return (
+            "it is a zip archive, as PyTorch's torch.save writes (.pt/.pth); semst never unpickles such files"
+        )
+    if head[:1] == b"\x80":
+        return "it is a Python pickle (.pkl/.pth); semst never unpickles files, since a pickle can run code"
+    if head.startswith(b"\x89HDF"):
+        return "it is an HDF5 file (Keras?)"
+    return "it does not start with a safetensors header"
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Validate that ``path`` is a semst checkpoint and return its ``meta`` dict (no tensors are read)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        if head.startswith((b"PK\x03\x04", b"\x80")):
+            raise CheckpointError(f"{path} is not a semst checkpoint: {_describe_foreign(head)}")
+        if len(head) < 8:
+            raise CheckpointError(
+                f"{path} is not a semst checkpoint: the file is empty or truncated ({size} bytes)"
+            )
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if header_len == 0 or header_len > _MAX_HEADER_BYTES or header_len + 8 > size:
+            raise CheckpointError(f"{path} is not a semst checkpoint: {_describe_foreign(head)}")
+        handle.seek(8)
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a semst checkpoint: its header is not valid JSON") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a semst checkpoint: unexpected header")
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a semst checkpoint (no format={FORMAT!r} in its metadata)"
+        )
+    version = metadata.get("format_version", "")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this semst reads versions <= {FORMAT_VERSION}"
+        )
+    data_end = max(
+        (entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__"), default=0
+    )
+    if 8 + header_len + data_end > size:
+        raise CheckpointError(
+            f"{path} is truncated: the header describes {8 + header_len + data_end} bytes, the file has {size}"
+        )
+    try:
+        return json.loads(metadata["meta"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint metadata is missing or damaged") from exc
+
+
+def load_tensors(
+    path: str | Path, prefixes: Iterable[str] | None = None, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Read the tensors of a (validated) checkpoint; with ``prefixes``, only names starting with one."""
+    path = Path(path)
+    read_metadata(path)
+    wanted = tuple(prefixes) if prefixes is not None else None
+    tensors = {}
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+                if wanted is None or name.startswith(wanted):
+                    tensors[name] = handle.get_tensor(name)
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} could not be read: {exc}") from exc
+    return tensors
+
+
+def strip_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``{"generator.a": t}`` with prefix ``"generator."`` -> ``{"a": t}`` (other names are dropped)."""
+    return {name[len(prefix) :]: t for name, t in tensors.items() if name.startswith(prefix)}
+
+
+def load_module_state(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, what: str, path: Path
+) -> None:
+    """``module.load_state_dict(state)`` with an error that says which weights do not fit and why."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if own[k].shape != state[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        lines = []
+        if missing:
+            lines.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            lines.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+        if mismatched:
+            lines.append("shape mismatches: " + "; ".join(mismatched[:3]))
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit the {what} in its config: " + "; ".join(lines)
+        )
+    module.load_state_dict(state)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory (``RUN_DIR/checkpoints/*.safetensors``)."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        candidates = sorted(folder.glob(f"step_*{SUFFIX}"))
+        if not candidates:
+            raise CheckpointError(
+                f"{path} is a directory without checkpoints (expected {folder}/step_*{SUFFIX})"
+            )
+        return candidates[-1]
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:09d}{SUFFIX}"
