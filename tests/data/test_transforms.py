@@ -1,0 +1,168 @@
+"""Tests for semst.data.transforms: CUT's preprocess modes with an explicit random generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semst.data.images import image_to_tensor
+from semst.data.transforms import PREPROCESS_MODES, make_multiple_of, test_transform, train_transform
+
+
+def _gradient(width: int, height: int) -> Image.Image:
+    """An RGB image whose pixels are all different: red grows with x, green with y, blue is noise."""
+    x = np.linspace(0, 255, width)[None, :].repeat(height, axis=0)
+    y = np.linspace(0, 255, height)[:, None].repeat(width, axis=1)
+    noise = np.random.default_rng(3).integers(0, 256, size=(height, width))
+    return Image.fromarray(np.stack([x, y, noise], axis=-1).round().astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "expected_hw"),
+    [
+        ("resize_and_crop", (24, 24)),
+        ("crop", (24, 24)),
+        ("scale_width", (24, 40)),  # 50x30 -> width 40, height round(30 * 40 / 50) = 24
+        ("scale_width_and_crop", (24, 24)),
+        ("none", (32, 48)),  # 50x30 -> multiples of 4: round(12.5) * 4 = 48, round(7.5) * 4 = 32
+    ],
+)
+def test_output_size_and_range_per_mode(preprocess: str, expected_hw: tuple[int, int]) -> None:
+    tensor = train_transform(
+        _gradient(50, 30), np.random.default_rng(0), preprocess=preprocess, load_size=40, crop_size=24
+    )
+    assert tensor.shape == (3, *expected_hw)
+    assert tensor.dtype == torch.float32
+    assert tensor.min() >= -1.0 and tensor.max() <= 1.0
+
+
+def test_all_modes_are_covered() -> None:
+    assert set(PREPROCESS_MODES) == {"resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"}
+
+
+def test_default_sizes_are_cuts() -> None:
+    tensor = train_transform(_gradient(300, 200), np.random.default_rng(0))
+    assert tensor.shape == (3, 256, 256)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((13, 7), (12, 8)), ((10, 14), (8, 16)), ((2, 1), (4, 4)), ((16, 20), (16, 20))],
+)
+def test_make_multiple_of_four(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    image = _gradient(*size)
+    result = make_multiple_of(image)
+    assert result.size == expected
+    if size == expected:
+        assert result is image
+
+
+def test_multiple_of_four_rule_applies_after_scale_width() -> None:
+    # width 42 -> round(10.5) * 4 = 40; height round(30 * 42 / 50) = 25 -> 24
+    tensor = train_transform(
+        _gradient(50, 30), np.random.default_rng(0), preprocess="scale_width", load_size=42
+    )
+    assert tensor.shape == (3, 24, 40)
+
+
+def test_same_seed_same_output_and_global_rng_untouched() -> None:
+    image = _gradient(64, 48)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    numpy_state = np.random.get_state()[1].copy()
+    torch_state = torch.get_rng_state().clone()
+    first = train_transform(image, np.random.default_rng(123), load_size=40, crop_size=32)
+    np.random.seed(2)
+    torch.manual_seed(2)
+    second = train_transform(image, np.random.default_rng(123), load_size=40, crop_size=32)
+    assert torch.equal(first, second)
+
+    np.random.seed(1)
+    torch.manual_seed(1)
+    train_transform(image, np.random.default_rng(5), load_size=40, crop_size=32)
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_different_seeds_give_different_crops() -> None:
+    image = _gradient(64, 48)
+    outputs = {
+        train_transform(image, np.random.default_rng(seed), preprocess="crop", crop_size=16, flip=False)
+        .numpy()
+        .tobytes()
+        for seed in range(8)
+    }
+    assert len(outputs) >= 4
+
+
+def test_crop_is_a_window_of_the_original() -> None:
+    image = _gradient(40, 28)
+    full = image_to_tensor(image)
+    crop = train_transform(image, np.random.default_rng(7), preprocess="crop", crop_size=16, flip=False)
+    matches = [
+        (top, left)
+        for top in range(28 - 16 + 1)
+        for left in range(40 - 16 + 1)
+        if torch.equal(full[:, top : top + 16, left : left + 16], crop)
+    ]
+    assert len(matches) == 1
+
+
+def test_flip_mirrors_horizontally_with_both_outcomes() -> None:
+    image = _gradient(8, 4)  # already a multiple of 4, so "none" leaves the pixels untouched
+    plain = image_to_tensor(image)
+    mirrored = plain.flip(-1)
+    assert not torch.equal(plain, mirrored)
+    flipped_count = 0
+    for seed in range(32):
+        out = train_transform(image, np.random.default_rng(seed), preprocess="none")
+        assert torch.equal(out, plain) or torch.equal(out, mirrored)
+        flipped_count += int(torch.equal(out, mirrored))
+    assert 4 <= flipped_count <= 28
+    for seed in range(8):
+        out = train_transform(image, np.random.default_rng(seed), preprocess="none", flip=False)
+        assert torch.equal(out, plain)
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "size", "load_size"),
+    [
+        ("crop", (10, 20), 286),  # short side 10 < crop 16
+        ("crop", (40, 12), 286),
+        ("resize_and_crop", (64, 64), 8),  # load_size below crop_size
+        ("scale_width_and_crop", (64, 8), 32),  # scaled height 4 < crop 16
+    ],
+)
+def test_small_images_are_upscaled_for_cropping(
+    preprocess: str, size: tuple[int, int], load_size: int
+) -> None:
+    tensor = train_transform(
+        _gradient(*size), np.random.default_rng(0), preprocess=preprocess, load_size=load_size, crop_size=16
+    )
+    assert tensor.shape == (3, 16, 16)
+
+
+def test_grayscale_input_gives_three_equal_channels() -> None:
+    gray = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(20, 20), dtype=np.uint8))
+    tensor = train_transform(gray, np.random.default_rng(0), load_size=20, crop_size=16)
+    assert tensor.shape == (3, 16, 16)
+    assert torch.equal(tensor[0], tensor[1]) and torch.equal(tensor[1], tensor[2])
+
+
+def test_invalid_arguments() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="scale_width_and_crop"):
+        train_transform(_gradient(8, 8), rng, preprocess="resize")
+    with pytest.raises(ValueError, match="crop_size"):
+        train_transform(_gradient(8, 8), rng, crop_size=0)
+    with pytest.raises(ValueError, match="load_size"):
+        train_transform(_gradient(8, 8), rng, load_size=-3)
+
+
+def test_test_transform_keeps_size() -> None:
+    image = _gradient(13, 7)
+    tensor = test_transform(image)
+    assert tensor.shape == (3, 7, 13)
+    assert torch.equal(tensor, image_to_tensor(image))
