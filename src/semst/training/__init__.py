@@ -1,0 +1,1 @@
+"""semst.training."""

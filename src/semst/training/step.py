@@ -1,0 +1,214 @@
+"""One optimisation step of single-scale SemST (or CUT/FastCUT): a discriminator update, then G and F.
+
+The order and the loss wiring follow CUT's ``optimize_parameters``; the losses are SemST's:
+
+    L_D = 0.5 * (GAN(D(y), real) + GAN(D(G(x)), fake))
+    L_G = lambda_GAN * GAN(D(G(x)), real)
+        + lambda_hDCE * 0.5 * (hDCE(x, G(x)) + hDCE(y, G(y)))     (identity term as CUT's nce_idt)
+        + lambda_TS * TS(x, G(x)),   TS = -mean_taps rSMI(z, w_hat)  (paper Eq. 1)
+
+Two things differ from CUT's code, without changing the losses' values:
+
+* The keys (embeddings of the real images) come from the feature taps of the generator's own forward
+  pass, instead of a second encoder pass over the real images: same weights, same input, same values,
+  and keys carry no gradient either way. (FastCUT's flip-equivariance needs keys of the *unflipped*
+  image, so there the extra encoder pass remains.)
+* Random patch locations are drawn from generators seeded by (seed, step, tap, branch, global image
+  index), so a step's randomness does not depend on the batch split across processes or on resuming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from semst.config import LossConfig, ProjectionConfig
+from semst.losses import discriminator_loss, generator_loss, hdce_loss, patchnce_loss, ts_loss
+from semst.networks import sample_locations
+from semst.runtime import Distributed, autocast, frozen
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of the integer ``parts`` (numpy's SeedSequence hashing)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def contrastive_loss(queries: torch.Tensor, keys: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """The configured patch-contrastive loss (hDCE or PatchNCE) of one tap; (B, P, C) each."""
+    if cfg.contrastive == "hdce":
+        return hdce_loss(
+            queries, keys, temperature=cfg.temperature, beta=cfg.hdce_beta, weighting=cfg.hdce_weighting
+        )
+    return patchnce_loss(queries, keys, temperature=cfg.temperature)
+
+
+def structure_texture_loss(
+    inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor], cfg: LossConfig, seed: int
+) -> torch.Tensor:
+    """The TS loss (minus the mean rSMI over taps and images) with the config's estimator settings."""
+    kwargs: dict = {"alpha": cfg.rsmi_alpha}
+    if cfg.rsmi_lambda is not None:
+        kwargs["lam"] = cfg.rsmi_lambda
+    if cfg.ts_estimator == "kernel":
+        if cfg.rsmi_sigma is not None:
+            kwargs["sigma_x"] = kwargs["sigma_y"] = cfg.rsmi_sigma
+        if cfg.rsmi_num_centers is not None:
+            kwargs["num_centers"] = cfg.rsmi_num_centers
+            kwargs["generator"] = _generator(seed)
+    elif cfg.rsmi_sigma is not None:
+        kwargs["sigma"] = cfg.rsmi_sigma
+    return ts_loss(inputs, outputs, estimator=cfg.ts_estimator, **kwargs)
+
+
+def _backward_and_step(
+    loss: torch.Tensor,
+    optimizers: Sequence[torch.optim.Optimizer],
+    modules: Sequence[nn.Module],
+    dist: Distributed,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+    else:
+        loss.backward()
+    for module in modules:
+        dist.average_gradients(module.parameters())
+    for optimizer in optimizers:
+        if scaler is not None:
+            scaler.step(optimizer)
+        else:
+            optimizer.step()
+    if scaler is not None:
+        scaler.update()
+
+
+def train_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    projector: nn.Module,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    loss_cfg: LossConfig,
+    projection_cfg: ProjectionConfig,
+    seed: int,
+    step: int,
+    image_offset: int = 0,
+    dist: Distributed | None = None,
+    precision: str = "fp32",
+    scalers: Mapping[str, torch.amp.GradScaler] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run one D update and one G+F update on a batch; returns the named losses (detached).
+
+    Args:
+        generator, discriminator, projector: the three networks (G, D, F).
+        optimizers: Adam optimizers under the keys ``"generator"``, ``"discriminator"``, ``"projector"``.
+        source, target: (B, 3, H, W) crops in [-1, 1] of the source (x) and target (y) domains.
+        loss_cfg, projection_cfg: loss weights and settings; taps and patch count of F.
+        seed, step: the run's seed and this step's index (they seed the patch locations).
+        image_offset: global index of this process's first image in the global batch (DDP).
+        dist: process group helper (gradient averaging); None for a single process.
+        precision: autocast precision, ``fp32``, ``bf16`` or ``fp16`` (then ``scalers`` are needed).
+        scalers: GradScalers for fp16 under ``"discriminator"`` and ``"generator"``.
+    """
+    dist = dist or Distributed()
+    scalers = scalers or {}
+    device = source.device
+    batch = source.shape[0]
+    taps = projection_cfg.taps
+    use_patches = loss_cfg.contrastive_weight > 0 or loss_cfg.ts_weight > 0
+    use_identity = loss_cfg.identity and loss_cfg.contrastive_weight > 0
+    flipped = loss_cfg.flip_equivariance and bool(
+        np.random.default_rng(derive_seed(seed, step, 1)).random() < 0.5
+    )
+
+    real = torch.cat([source, target]) if use_identity else source  # (B or 2B, 3, H, W)
+    if flipped:
+        real = real.flip(-1)
+    with autocast(device, precision):
+        if use_patches and not flipped:
+            fake, real_features = generator.forward_with_taps(real, taps)
+        else:
+            fake, real_features = generator(real), None
+    translated = fake[:batch]
+
+    # Discriminator: LSGAN/vanilla/non-saturating on real target crops and detached translations.
+    optimizers["discriminator"].zero_grad(set_to_none=True)
+    with autocast(device, precision):
+        loss_d = discriminator_loss(
+            discriminator(target), discriminator(translated.detach()), mode=loss_cfg.adversarial
+        )
+    _backward_and_step(
+        loss_d, [optimizers["discriminator"]], [discriminator], dist, scalers.get("discriminator")
+    )
+
+    # Generator and projection head.
+    optimizers["generator"].zero_grad(set_to_none=True)
+    optimizers["projector"].zero_grad(set_to_none=True)
+    losses: dict[str, torch.Tensor] = {"D/loss": loss_d.detach()}
+    with frozen(discriminator), autocast(device, precision):
+        loss_gan = generator_loss(discriminator(translated), mode=loss_cfg.adversarial)
+        total = loss_cfg.adversarial_weight * loss_gan
+        losses["G/adversarial"] = loss_gan.detach()
+        if use_patches:
+            if real_features is None:  # flip-equivariance: keys of the unflipped images
+                with torch.no_grad():
+                    real_features = generator.encode(real.flip(-1) if flipped else real, taps)
+            fake_features = generator.encode(fake, taps)
+            if flipped:
+                fake_features = {tap: f.flip(-1) for tap, f in fake_features.items()}
+            locations = {}
+            for t, tap in enumerate(taps):
+                height, width = real_features[tap].shape[-2:]
+                seeds = [
+                    derive_seed(seed, step, t, b // batch, image_offset + b % batch)
+                    for b in range(fake.shape[0])
+                ]
+                # Kept on the CPU: the projector validates them there (no device sync) and moves them.
+                locations[tap] = sample_locations(
+                    height * width, projection_cfg.num_patches, [_generator(s) for s in seeds]
+                )
+            keys = projector({tap: f.detach() for tap, f in real_features.items()}, locations)  # (B', P, dim)
+            queries = projector(fake_features, locations)  # (B', P, dim)
+
+            if loss_cfg.contrastive_weight > 0:
+                name = f"G/{loss_cfg.contrastive}"
+                loss_c = torch.stack(
+                    [contrastive_loss(queries[t][:batch], keys[t][:batch], loss_cfg) for t in taps]
+                )
+                loss_c = loss_c.mean()
+                losses[name] = loss_c.detach()
+                if use_identity:
+                    loss_idt = torch.stack(
+                        [contrastive_loss(queries[t][batch:], keys[t][batch:], loss_cfg) for t in taps]
+                    ).mean()
+                    losses[f"{name}_identity"] = loss_idt.detach()
+                    loss_c = 0.5 * (loss_c + loss_idt)
+                total = total + loss_cfg.contrastive_weight * loss_c
+            if loss_cfg.ts_weight > 0:
+                loss_ts = structure_texture_loss(
+                    [keys[t][:batch] for t in taps],
+                    [queries[t][:batch] for t in taps],
+                    loss_cfg,
+                    seed=derive_seed(seed, step, 2, image_offset),
+                )
+                losses["G/ts"] = loss_ts.detach()
+                total = total + loss_cfg.ts_weight * loss_ts
+        losses["G/total"] = total.detach()
+    _backward_and_step(
+        total,
+        [optimizers["generator"], optimizers["projector"]],
+        [generator, projector],
+        dist,
+        scalers.get("generator"),
+    )
+    return losses

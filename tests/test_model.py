@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from semst import checkpoint as ckpt
+from semst.model import SemST, pad_to_multiple
+from semst.training.state import NETWORKS, save_training_checkpoint
+
+
+@pytest.fixture
+def saved(tmp_path, make_config):
+    config = make_config("semst")
+    torch.manual_seed(0)
+    model = SemST(config, training=True)
+    networks = {name: getattr(model, name) for name in NETWORKS}
+    optimizers = {name: torch.optim.Adam(m.parameters()) for name, m in networks.items()}
+    path = save_training_checkpoint(
+        tmp_path / "run" / "checkpoints" / ckpt.checkpoint_name(7),
+        config=config,
+        networks=networks,
+        optimizers=optimizers,
+        step=7,
+    )
+    return path, model
+
+
+def test_from_checkpoint_loads_the_generator_of_a_file_or_run_dir(saved):
+    path, trained = saved
+    for where in (path, path.parent.parent):
+        model = SemST.from_checkpoint(where, device="cpu")
+        assert model.step == 7 and model.checkpoint_path == path
+        assert not hasattr(model, "discriminator")  # inference loads only what it needs
+        for (name, a), b in zip(
+            model.generator.state_dict().items(), trained.generator.state_dict().values()
+        ):
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 23), (5, 3), (1, 1), (64, 13)])
+def test_translate_keeps_any_size(saved, size):
+    model = SemST.from_checkpoint(saved[0], device="cpu")
+    image = Image.new("RGB", size, (200, 30, 60))
+    out = model.translate(image)
+    assert out.size == size and out.mode == "RGB"
+
+
+def test_translate_equals_the_generator_on_the_padded_image(saved):
+    model = SemST.from_checkpoint(saved[0], device="cpu")
+    x = torch.rand(2, 3, 30, 26) * 2 - 1
+    padded, _ = pad_to_multiple(x, 4)
+    assert padded.shape[-2:] == (32, 28)
+    with torch.no_grad():
+        expected = model.generator(padded)[..., :30, :26]
+    torch.testing.assert_close(model.translate_tensor(x), expected)
+
+
+def test_translate_tensors_in_unit_range(saved):
+    model = SemST.from_checkpoint(saved[0], device="cpu")
+    single = torch.rand(3, 20, 24)
+    out = model.translate(single)
+    assert out.shape == single.shape and out.min() >= 0 and out.max() <= 1
+    batch = torch.rand(2, 3, 20, 24)
+    torch.testing.assert_close(model.translate(batch)[1], model.translate(batch[1]))
+    pil = model.translate(Image.fromarray((single.permute(1, 2, 0).numpy() * 255).round().astype("uint8")))
+    assert pil.size == (24, 20)
+    with pytest.raises(TypeError, match="PIL image or a torch tensor"):
+        model.translate([1, 2, 3])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model.translate_tensor(torch.rand(1, 4, 8, 8))
+
+
+def test_grayscale_and_rgba_images_are_translated(saved):
+    model = SemST.from_checkpoint(saved[0], device="cpu")
+    for mode in ("L", "RGBA", "P", "I;16"):
+        assert model.translate(Image.new(mode, (10, 9))).size == (10, 9)
+
+
+def test_padding_modes():
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    assert pad_to_multiple(x, 4)[0].shape[-2:] == (8, 8)  # at least 2 pixels at 1/4 scale
+    padded, size = pad_to_multiple(x, 4, min_size=0)
+    assert size == (2, 3) and padded.shape[-2:] == (4, 4)
+    # pads of 2 rows do not fit reflection in a 2-row image: replication is used instead
+    assert torch.equal(padded[0, 0, 3], padded[0, 0, 1])
+    big = torch.arange(30.0).reshape(1, 1, 5, 6)
+    reflected, _ = pad_to_multiple(big, 4)
+    assert torch.equal(reflected[0, 0, 5, :6], big[0, 0, 3])  # reflection: row 5 mirrors row 3
+
+
+def test_checkpoint_of_another_architecture_is_explained(tmp_path, saved, make_config):
+    path, model = saved
+    meta = ckpt.read_metadata(path)
+    meta["config"]["generator"]["num_blocks"] = 3
+    tensors = ckpt.load_tensors(path)
+    bad = ckpt.save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(ckpt.CheckpointError, match="generator weights do not fit"):
+        SemST.from_checkpoint(bad, device="cpu")
+    meta["config"]["generator"]["num_blocks"] = "many"
+    worse = ckpt.save_checkpoint(tmp_path / "worse.safetensors", tensors, meta)
+    with pytest.raises(ckpt.CheckpointError, match="config stored in the checkpoint is not usable"):
+        SemST.from_checkpoint(worse, device="cpu")

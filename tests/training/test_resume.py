@@ -1,0 +1,138 @@
+"""Resuming continues a run exactly, and checkpoint writes never damage the last good checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semst import checkpoint as ckpt
+from semst.config import ConfigError
+from semst.training import loop
+from semst.training.loop import RunDirError, train
+
+
+def _all_tensors(path):
+    tensors = ckpt.load_tensors(path)
+    return {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+
+
+@pytest.mark.parametrize("preset", ["semst", "fastcut"])
+def test_two_plus_two_steps_equal_four(tmp_path, image_folders, make_config, preset):
+    source, target = image_folders
+    straight = train(
+        make_config(preset, source, target, **{"train.max_steps": 4}), tmp_path / "straight", progress=False
+    )
+    first = train(
+        make_config(preset, source, target, **{"train.max_steps": 2}), tmp_path / "split", progress=False
+    )
+    assert ckpt.read_metadata(first)["step"] == 2
+    resumed = train(
+        make_config(preset, source, target, **{"train.max_steps": 4}),
+        tmp_path / "split",
+        resume=True,
+        progress=False,
+    )
+    assert ckpt.read_metadata(resumed)["step"] == 4
+    a, b = _all_tensors(straight), _all_tensors(resumed)
+    assert a.keys() == b.keys()
+    assert any(k.startswith("optimizer.generator.state.") for k in a)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resuming"
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path, image_folders, make_config):
+    source, target = image_folders
+    runs = [
+        train(
+            make_config("semst", source, target, **{"train.max_steps": 2, "train.seed": seed}),
+            tmp_path / str(i),
+            progress=False,
+        )
+        for i, seed in enumerate((0, 0, 1))
+    ]
+    a, b, c = (ckpt.load_tensors(p, prefixes=["generator."]) for p in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_refuses_changed_settings_and_accepts_run_length(tmp_path, image_folders, make_config):
+    source, target = image_folders
+    run = tmp_path / "run"
+    train(make_config("semst", source, target, **{"train.max_steps": 1}), run, progress=False)
+    with pytest.raises(ConfigError, match=r"loss.ts_weight: 2.0 -> 1.0"):
+        train(
+            make_config("semst", source, target, **{"train.max_steps": 2, "loss.ts_weight": 1.0}),
+            run,
+            resume=True,
+            progress=False,
+        )
+    last = train(
+        make_config("semst", source, target, **{"train.max_steps": 2, "log.log_every": 5}),
+        run,
+        resume=True,
+        progress=False,
+    )
+    assert ckpt.read_metadata(last)["step"] == 2
+
+
+def test_existing_run_is_never_overwritten(tmp_path, image_folders, make_config):
+    source, target = image_folders
+    run = tmp_path / "run"
+    first = train(make_config("semst", source, target, **{"train.max_steps": 1}), run, progress=False)
+    before = first.read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(make_config("semst", source, target, **{"train.max_steps": 1}), run, progress=False)
+    assert first.read_bytes() == before
+    with pytest.raises(RunDirError, match="no checkpoints to resume"):
+        train(make_config("semst", source, target), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_crash_while_checkpointing_keeps_the_last_good_one(tmp_path, image_folders, make_config, monkeypatch):
+    source, target = image_folders
+    run = tmp_path / "run"
+    good = train(make_config("semst", source, target, **{"train.max_steps": 1}), run, progress=False)
+    good_bytes = good.read_bytes()
+
+    def killed(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\0" * 100)
+        raise KeyboardInterrupt  # as if the process were stopped mid-write
+
+    monkeypatch.setattr(ckpt, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            make_config("semst", source, target, **{"train.max_steps": 2}), run, resume=True, progress=False
+        )
+    monkeypatch.undo()
+    assert good.read_bytes() == good_bytes
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [good.name]
+    resumed = train(
+        make_config("semst", source, target, **{"train.max_steps": 2}), run, resume=True, progress=False
+    )
+    assert ckpt.read_metadata(resumed)["step"] == 2
+
+
+def test_old_checkpoints_are_pruned(tmp_path, image_folders, make_config):
+    source, target = image_folders
+    run = tmp_path / "run"
+    train(
+        make_config(
+            "semst",
+            source,
+            target,
+            **{"train.max_steps": 5, "log.checkpoint_every": 1, "log.keep_checkpoints": 2},
+        ),
+        run,
+        progress=False,
+    )
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        ckpt.checkpoint_name(4),
+        ckpt.checkpoint_name(5),
+    ]
+
+
+def test_steps_follow_the_epoch_schedule(image_folders, make_config):
+    source, target = image_folders
+    config = make_config("semst", source, target, **{"train.constant_epochs": 2, "train.decay_epochs": 3})
+    assert loop.total_steps(config, steps_per_epoch=4) == 20
+    assert loop.total_steps(make_config("semst", source, target, **{"train.max_steps": 7}), 4) == 7
