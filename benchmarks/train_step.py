@@ -1,0 +1,113 @@
+"""Time one training step of the ``cut`` and ``semst`` presets at the same size and print the ratio.
+
+    python benchmarks/train_step.py                       # 256 px, CUT's full-size networks, batch 1
+    python benchmarks/train_step.py --size 128 --base-channels 32 --steps 10
+    python benchmarks/train_step.py --device cuda --precision bf16
+
+Both presets run the same networks and data; they differ only in the losses (PatchNCE vs hDCE + TS),
+so the ratio is the cost of SemST's losses. Steps alternate between the presets (ABAB...) so that
+machine-load drift affects both alike; the median of the timed steps is reported. Results and the
+commands that produced them are recorded in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from semst.config import load_config
+from semst.model import SemST
+from semst.training.state import NETWORKS
+from semst.training.step import train_step
+
+
+def build(preset: str, args: argparse.Namespace, device: torch.device):
+    config = load_config(
+        preset,
+        overrides={
+            "generator.base_channels": args.base_channels,
+            "discriminator.base_channels": args.base_channels,
+            "data.crop_size": args.size,
+        },
+    )
+    torch.manual_seed(0)
+    model = SemST(config, training=True).to(device)
+    networks = {name: getattr(model, name) for name in NETWORKS}
+    optimizers = {
+        name: torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for name, m in networks.items()
+    }
+    return config, networks, optimizers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="crop size in pixels")
+    parser.add_argument(
+        "--base-channels", type=int, default=64, help="generator/discriminator width (CUT: 64)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per preset")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per preset")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--presets", default="cut,semst")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    presets = args.presets.split(",")
+    runs = {p: build(p, args, device) for p in presets}
+    scalers = {
+        p: (
+            {n: torch.amp.GradScaler(device.type) for n in ("discriminator", "generator")}
+            if args.precision == "fp16"
+            else {}
+        )
+        for p in presets
+    }
+    gen = torch.Generator().manual_seed(0)
+    source = (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+    target = (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+    times: dict[str, list[float]] = {p: [] for p in presets}
+    for i in range(args.warmup + args.steps):
+        for preset in presets:
+            config, networks, optimizers = runs[preset]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            train_step(
+                networks["generator"],
+                networks["discriminator"],
+                networks["projector"],
+                optimizers,
+                source,
+                target,
+                loss_cfg=config.loss,
+                projection_cfg=config.projection,
+                seed=0,
+                step=i,
+                precision=args.precision,
+                scalers=scalers[preset],
+            )
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                times[preset].append(time.perf_counter() - start)
+    print(
+        f"device {device} ({torch.get_num_threads()} threads), {args.size}px, base_channels {args.base_channels}, "
+        f"batch {args.batch_size}, {args.precision}, {args.steps} timed steps per preset (median, min)"
+    )
+    medians = {}
+    for preset in presets:
+        medians[preset] = statistics.median(times[preset])
+        print(f"  {preset:8s} {medians[preset]:.4f} s/step  (min {min(times[preset]):.4f})")
+    if "cut" in medians and "semst" in medians:
+        print(f"  semst / cut = {medians['semst'] / medians['cut']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""``semst train``: train a translator on two unaligned image folders."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides
+
+HELP = "train a translator on unaligned source and target image folders"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help=HELP,
+        description=HELP + ". Settings: preset < --config file < --set overrides < dedicated flags.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--source", metavar="DIR", help="source-domain images (searched recursively), e.g. trainA")
+    p.add_argument("--target", metavar="DIR", help="target-domain images (searched recursively), e.g. trainB")
+    p.add_argument(
+        "--out", metavar="RUN_DIR", required=True, help="run directory for config, checkpoints and logs"
+    )
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=None,
+        help="method preset: semst (hDCE + TS), cut or fastcut (CUT's published settings); "
+        "default: the config file's preset, else semst",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML file with any config sections (see docs/configuration.md)"
+    )
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="override config values, e.g. --set loss.ts_weight=1 train.batch_size=4",
+    )
+    p.add_argument(
+        "--crop-size", type=int, metavar="PX", help="training crop size (data.crop_size; preset: 256)"
+    )
+    p.add_argument(
+        "--load-size", type=int, metavar="PX", help="resize before cropping (data.load_size; preset: 286)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="images per step and process (train.batch_size; 1)"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="stop after N optimisation steps (writes a final checkpoint)",
+    )
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (train.device; auto)")
+    p.add_argument("--seed", type=int, help="random seed (train.seed; 0)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its latest checkpoint (only run length, data paths, device "
+        "and logging settings may change)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The config the arguments describe (for --resume: the saved config plus the allowed changes)."""
+    overrides = parse_overrides(args.set)
+    flags = {
+        "data.source": args.source,
+        "data.target": args.target,
+        "data.crop_size": args.crop_size,
+        "data.load_size": args.load_size,
+        "train.batch_size": args.batch_size,
+        "train.max_steps": args.max_steps,
+        "train.device": args.device,
+        "train.seed": args.seed,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if args.crop_size is not None and args.load_size is None and "data.load_size" not in overrides:
+        # Keep CUT's ratio of resize to crop (286 / 256) when only the crop size is given.
+        overrides["data.load_size"] = round(args.crop_size * 286 / 256)
+    if args.resume:
+        if args.preset or args.config:
+            raise ConfigError("--resume continues with the run's saved config; drop --preset/--config")
+        from semst import checkpoint as ckpt
+
+        latest = ckpt.resolve_checkpoint(args.out)
+        saved = ExperimentConfig.from_dict(ckpt.read_metadata(latest)["config"], source=str(latest))
+        return saved.replace(overrides, source="command line").validate()
+    return load_config(args.preset, args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if args.dry_run:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    if not config.data.source or not config.data.target:
+        raise ConfigError("--source and --target are required (or data.source/data.target in --config)")
+    from semst.training.loop import train  # imported here so --help and --dry-run stay fast
+
+    last = train(config, Path(args.out), resume=args.resume, progress=not args.no_progress)
+    print(f"done: latest checkpoint {last}\ntranslate with: semst translate {args.out} INPUT... -o OUTDIR")
+    return 0

@@ -1,0 +1,61 @@
+"""``semst translate``: translate image files and folders with a checkpoint, at their full size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "translate images (files or folders, any size) with a trained checkpoint"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "translate",
+        help=HELP,
+        description=HELP + ". Outputs keep the inputs' sizes and relative names. Unreadable images are "
+        "reported and skipped; the exit status is 1 if any image failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_OR_RUN_DIR",
+        help="a .safetensors checkpoint, or a run directory (its latest checkpoint is used)",
+    )
+    p.add_argument(
+        "inputs", metavar="INPUT", nargs="+", help="image files and/or folders (searched recursively)"
+    )
+    p.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--ext",
+        metavar="EXT",
+        default=None,
+        help="write every output with this extension/format, e.g. png (default: keep the input's)",
+    )
+    p.add_argument("--no-overwrite", action="store_true", help="skip images whose output already exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    from semst.inference import plan_outputs, translate_files
+    from semst.model import SemST
+
+    plan_outputs(args.inputs, args.output, args.ext)  # fail on bad inputs before loading the model
+    model = SemST.from_checkpoint(args.checkpoint, device=args.device)
+    report = translate_files(
+        model,
+        args.inputs,
+        args.output,
+        ext=args.ext,
+        overwrite=not args.no_overwrite,
+        progress=not args.no_progress,
+    )
+    print(
+        f"translated {len(report.written)} image(s) into {args.output}"
+        + (f", skipped {len(report.skipped)} existing" if report.skipped else "")
+        + (f", {len(report.failed)} failed" if report.failed else "")
+    )
+    for src, reason in report.failed:
+        print(f"  failed: {src}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1

@@ -1,0 +1,166 @@
+"""End-to-end runs of the command line on tiny data: train -> translate -> info, errors, help texts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from semst import checkpoint as ckpt
+from semst.cli import build_parser, main
+
+from ..conftest import TINY_OVERRIDES, write_images
+
+
+def _train_args(source, target, out, *extra):
+    sets = [f"{k}={v}" for k, v in TINY_OVERRIDES.items() if k not in ("data.crop_size", "data.load_size")]
+    return [
+        "train",
+        "--source",
+        str(source),
+        "--target",
+        str(target),
+        "--out",
+        str(out),
+        "--crop-size",
+        "32",
+        "--no-progress",
+        *extra,
+        "--set",
+        *sets,
+    ]
+
+
+def test_train_then_translate_round_trip(tmp_path, image_folders, capsys):
+    source, target = image_folders
+    run = tmp_path / "run"
+    assert main(_train_args(source, target, run, "--max-steps", "2")) == 0
+    assert "translate with: semst translate" in capsys.readouterr().out
+    assert (
+        (run / "config.yaml").is_file()
+        and (run / "scalars.jsonl").is_file()
+        and (run / "train.log").is_file()
+    )
+    assert list((run / "samples").glob("*.png"))
+    assert ckpt.read_metadata(ckpt.resolve_checkpoint(run))["step"] == 2
+    # inputs: a folder with a nested folder and odd sizes, plus a single file
+    inputs = tmp_path / "inputs"
+    write_images(inputs, 2, (37, 21), seed=5)
+    write_images(inputs / "nested" / "deeper", 1, (8, 8), seed=6, suffix=".jpg")
+    single = write_images(tmp_path / "single", 1, (50, 30), seed=7, suffix=".bmp")[0]
+    out = tmp_path / "out"
+    assert main(["translate", str(run), str(inputs), str(single), "-o", str(out), "--no-progress"]) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["img_00.bmp", "img_00.png", "img_01.png", "nested/deeper/img_00.jpg"]
+    assert Image.open(out / "img_01.png").size == (37, 21)
+    assert Image.open(out / "img_00.bmp").size == (50, 30)
+    assert Image.open(out / "nested/deeper/img_00.jpg").size == (8, 8)
+    assert "translated 4 image(s)" in capsys.readouterr().out
+    # --ext png forces the format; --no-overwrite skips what exists
+    assert main(["translate", str(run), str(single), "-o", str(out), "--ext", "png", "--no-progress"]) == 0
+    assert (out / "img_00.png").is_file()
+    assert main(["translate", str(run), str(inputs), "-o", str(out), "--no-overwrite", "--no-progress"]) == 0
+    assert "skipped 3 existing" in capsys.readouterr().out
+    assert main(["info", str(run)]) == 0
+    assert "step        2" in capsys.readouterr().out
+
+
+def test_translate_skips_corrupt_images_and_fails_overall(tmp_path, image_folders, capsys):
+    source, target = image_folders
+    run = tmp_path / "run"
+    assert main(_train_args(source, target, run, "--max-steps", "1")) == 0
+    inputs = tmp_path / "inputs"
+    write_images(inputs, 2, (16, 16), seed=3)
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    capsys.readouterr()
+    assert main(["translate", str(run), str(inputs), "-o", str(tmp_path / "out"), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "translated 2 image(s)" in captured.out and "1 failed" in captured.out
+    assert "broken.png" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_00.png", "img_01.png"]
+
+
+def test_user_errors_are_one_line_messages(tmp_path, image_folders, capsys):
+    source, target = image_folders
+    assert main(["translate", str(tmp_path / "nowhere"), str(source), "-o", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    pickle_file = tmp_path / "latest_net_G.pth"
+    pickle_file.write_bytes(b"\x80\x04K\x01.")
+    assert main(["translate", str(pickle_file), str(source), "-o", str(tmp_path / "o")]) == 1
+    assert "never unpickles" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--source",
+                str(source),
+                "--target",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "r"),
+                "--max-steps",
+                "1",
+                "--no-progress",
+                "--set",
+                *[f"{k}={v}" for k, v in TINY_OVERRIDES.items()],
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "semst train: error:" in err and "empty" in err
+    assert main(["train", "--out", str(tmp_path / "r2"), "--set", "train.batch_size=zero"]) == 1
+    assert "train.batch_size must be an integer" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
+    assert (
+        main(["train", "--out", str(tmp_path / "r"), "--preset", "cut", "--crop-size", "128", "--dry-run"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "preset: cut" in text and "crop_size: 128" in text and "load_size: 143" in text
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_documents_every_option_with_defaults():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(subparsers) == {"train", "translate", "info", "demo"}
+    train_help = subparsers["train"].format_help()
+    for option in (
+        "--source",
+        "--target",
+        "--out",
+        "--preset",
+        "--crop-size",
+        "--max-steps",
+        "--config",
+        "--set",
+        "--resume",
+        "--dry-run",
+    ):
+        assert option in train_help
+    assert "{semst,cut,fastcut}" in train_help
+    translate_help = subparsers["translate"].format_help()
+    assert "CHECKPOINT_OR_RUN_DIR" in translate_help and "-o OUTDIR" in translate_help
+    assert "(default: auto)" in translate_help
+
+
+def test_python_dash_m_semst_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "semst", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.startswith("semst ")
+
+
+def test_demo_quick(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "comparison.png" in out
+    rocket = Image.open(tmp_path / "demo" / "translated" / "rocket.png")
+    assert rocket.size == (640, 427)
+    assert Image.open(tmp_path / "demo" / "comparison.png").width > 640
