@@ -20,6 +20,7 @@ import torch
 
 from semst.config import load_config
 from semst.model import SemST
+from semst.runtime import tune_cpu_allocator
 from semst.training.state import NETWORKS
 from semst.training.step import train_step
 
@@ -55,7 +56,10 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--presets", default="cut,semst")
+    parser.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default mmap threshold")
     args = parser.parse_args()
+    if not args.no_malloc_tuning and args.device == "cpu":
+        tune_cpu_allocator()  # as semst train does on the CPU
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -11,6 +11,7 @@ meant to show the whole pipeline in minutes on a CPU, not a benchmark.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,10 @@ def run_demo(
     settings = QUICK if quick else DEFAULT
     folders = make_demo_data(out / "data")
     run_dir = out / "run"
+    total = steps if steps is not None else settings.steps
+    epochs = max(
+        2, math.ceil(total / max(len(SOURCE_PHOTOS), len(TARGET_PHOTOS)))
+    )  # batch 1: an image a step
     config = load_config(
         "semst",
         overrides={
@@ -152,9 +157,10 @@ def run_demo(
             "discriminator.base_channels": settings.base_channels,
             "projection.num_patches": settings.num_patches,
             "projection.taps": settings.taps,
-            "train.max_steps": steps if steps is not None else settings.steps,
-            "train.constant_epochs": 1000,
-            "train.decay_epochs": 0,
+            # CUT's schedule, compressed: constant learning rate for the first half, linear decay after.
+            "train.max_steps": total,
+            "train.constant_epochs": epochs // 2,
+            "train.decay_epochs": epochs - epochs // 2,
             "log.log_every": 50 if not quick else 1,
             "log.sample_every": 200 if not quick else 2,
             "log.checkpoint_every": 400 if not quick else 2,

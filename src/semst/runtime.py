@@ -12,12 +12,44 @@ bucketing hooks do not support without ``static_graph`` caveats.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger("semst.runtime")
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep large freed CPU buffers in the heap instead of returning them to the OS (Linux/glibc only).
+
+    glibc serves every allocation above its mmap threshold (at most 32 MiB by default) with a fresh mmap and
+    unmaps it on free, so each training step page-faults and zeroes its large activations again: at 256 px
+    that was a third of a CUT step's time on our 2-core machine (docs/benchmarks.md). Raising the mmap and
+    trim thresholds keeps those pages mapped. Skipped when the user has set ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` or ``SEMST_NO_MALLOC_TUNING=1``. Returns whether the thresholds were changed.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("SEMST_NO_MALLOC_TUNING") == "1":
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        done = (
+            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    log.debug("glibc malloc thresholds raised: %s", done)
+    return done
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -81,13 +113,6 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-    def broadcast_object(self, obj):
-        if not self.enabled:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
 
 
 def init_distributed(device: torch.device) -> Distributed:

@@ -164,3 +164,20 @@ def test_demo_quick(tmp_path, capsys):
     rocket = Image.open(tmp_path / "demo" / "translated" / "rocket.png")
     assert rocket.size == (640, 427)
     assert Image.open(tmp_path / "demo" / "comparison.png").width > 640
+
+
+def test_cut_style_data_root(tmp_path, capsys):
+    write_images(tmp_path / "data" / "trainA", 2, (36, 36), seed=1)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--dry-run"]) == 1
+    assert "missing trainB" in capsys.readouterr().err
+    write_images(tmp_path / "data" / "trainB", 2, (36, 36), seed=2)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        f"source: {tmp_path / 'data' / 'trainA'}" in text
+        and f"target: {tmp_path / 'data' / 'trainB'}" in text
+    )
+    assert (
+        main(["train", "--data", str(tmp_path / "data"), "--source", "x", "--out", str(tmp_path / "r")]) == 1
+    )
+    assert "not both" in capsys.readouterr().err

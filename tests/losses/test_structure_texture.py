@@ -343,3 +343,10 @@ def test_ts_loss_errors() -> None:
         ts_loss([tap], [tap], estimator="knn")
     with pytest.raises(ValueError, match=r"\(B, n, d\)"):
         ts_loss([tap[0]], [tap[0]])
+
+
+def test_ts_loss_with_taps_of_different_widths() -> None:
+    taps_in = [torch.randn(2, 16, 4), torch.randn(2, 16, 6)]
+    taps_out = [torch.randn(2, 16, 5), torch.randn(2, 16, 3)]
+    expected = -torch.stack([rsmi(a, b).mean() for a, b in zip(taps_in, taps_out)]).mean()
+    torch.testing.assert_close(ts_loss(taps_in, taps_out), expected)

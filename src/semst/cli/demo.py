@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from semst.cli.formatting import HelpFormatter
+
 HELP = "train SemST briefly on built-in images (photos -> cyanotypes) and translate held-out photos"
 
 
@@ -12,7 +14,7 @@ def add_parser(subparsers) -> None:
         "demo",
         help=HELP,
         description=HELP + " (needs scikit-image: pip install 'semst[demo]').",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="demo-output", metavar="DIR", help="where data, run and results go")
     p.add_argument("--quick", action="store_true", help="a few steps of a tiny network (a smoke test)")

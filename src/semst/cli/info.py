@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from semst.cli.formatting import HelpFormatter
+
 HELP = "describe a checkpoint: step, preset, architecture and the full config"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("info", help=HELP, description=HELP)
+    p = subparsers.add_parser("info", help=HELP, description=HELP, formatter_class=HelpFormatter)
     p.add_argument(
         "checkpoint", metavar="CHECKPOINT_OR_RUN_DIR", help="a .safetensors checkpoint or a run directory"
     )

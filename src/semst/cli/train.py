@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from semst.cli.formatting import HelpFormatter
 from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides
 
 HELP = "train a translator on unaligned source and target image folders"
@@ -16,10 +17,15 @@ def add_parser(subparsers) -> None:
         "train",
         help=HELP,
         description=HELP + ". Settings: preset < --config file < --set overrides < dedicated flags.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--source", metavar="DIR", help="source-domain images (searched recursively), e.g. trainA")
     p.add_argument("--target", metavar="DIR", help="target-domain images (searched recursively), e.g. trainB")
+    p.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="a CUT-style data root: uses ROOT/trainA as --source and ROOT/trainB as --target",
+    )
     p.add_argument(
         "--out", metavar="RUN_DIR", required=True, help="run directory for config, checkpoints and logs"
     )
@@ -27,8 +33,8 @@ def add_parser(subparsers) -> None:
         "--preset",
         choices=PRESETS,
         default=None,
-        help="method preset: semst (hDCE + TS), cut or fastcut (CUT's published settings); "
-        "default: the config file's preset, else semst",
+        help="method preset: semst (hDCE + TS), cut or fastcut (CUT's published settings) "
+        "(default: the config file's preset, else semst)",
     )
     p.add_argument(
         "--config", metavar="FILE", help="YAML file with any config sections (see docs/configuration.md)"
@@ -42,22 +48,40 @@ def add_parser(subparsers) -> None:
         help="override config values, e.g. --set loss.ts_weight=1 train.batch_size=4",
     )
     p.add_argument(
-        "--crop-size", type=int, metavar="PX", help="training crop size (data.crop_size; preset: 256)"
+        "--crop-size",
+        type=int,
+        metavar="PX",
+        help="training crop size; also sets --load-size to CUT's ratio 286/256 unless given (default: data.crop_size of the config, 256 in the presets)",
     )
     p.add_argument(
-        "--load-size", type=int, metavar="PX", help="resize before cropping (data.load_size; preset: 286)"
+        "--load-size",
+        type=int,
+        metavar="PX",
+        help="images are resized to this before cropping (default: data.load_size, 286 in the presets)",
     )
     p.add_argument(
-        "--batch-size", type=int, metavar="N", help="images per step and process (train.batch_size; 1)"
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="images per step and process (default: train.batch_size, 1 in the presets)",
     )
     p.add_argument(
         "--max-steps",
         type=int,
         metavar="N",
-        help="stop after N optimisation steps (writes a final checkpoint)",
+        help="stop after N optimisation steps and write a final checkpoint (default: the full schedule, "
+        "train.constant_epochs + train.decay_epochs)",
     )
-    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (train.device; auto)")
-    p.add_argument("--seed", type=int, help="random seed (train.seed; 0)")
+    p.add_argument(
+        "--device",
+        metavar="DEV",
+        help="auto, cpu, cuda or cuda:N (default: train.device, auto = CUDA if available)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="random seed of initialisation, data order and patch sampling (default: train.seed, 0)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -72,6 +96,17 @@ def add_parser(subparsers) -> None:
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """The config the arguments describe (for --resume: the saved config plus the allowed changes)."""
     overrides = parse_overrides(args.set)
+    if args.data is not None:
+        if args.source or args.target:
+            raise ConfigError("give either --data ROOT or --source/--target, not both")
+        root = Path(args.data)
+        missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"--data {root}: expected the folders {root}/trainA (source) and {root}/trainB (target); "
+                f"missing {', '.join(missing)}"
+            )
+        args.source, args.target = str(root / "trainA"), str(root / "trainB")
     flags = {
         "data.source": args.source,
         "data.target": args.target,

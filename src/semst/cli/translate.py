@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from semst.cli.formatting import HelpFormatter
+
 HELP = "translate images (files or folders, any size) with a trained checkpoint"
 
 
@@ -14,7 +16,7 @@ def add_parser(subparsers) -> None:
         help=HELP,
         description=HELP + ". Outputs keep the inputs' sizes and relative names. Unreadable images are "
         "reported and skipped; the exit status is 1 if any image failed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "checkpoint",

@@ -39,6 +39,8 @@ import math
 import torch
 from torch import Tensor
 
+from semst.losses._common import as_patch_batches
+
 HDCE_WEIGHTINGS = ("importance", "src")
 
 # Concentration beta of the importance weights (Eq. 7). beta = 1 is Robinson et al.'s (HCL) default for the
@@ -48,31 +50,6 @@ HDCE_WEIGHTINGS = ("importance", "src")
 # weights alone keep 95 % of it. Measured in docs/losses.md ("hDCE: the default beta"),
 # benchmarks/rsmi_defaults.py --part hdce.
 HDCE_DEFAULT_BETA = 1.0
-
-
-def _as_batched(query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-    """Checks shapes and returns (B, P, C) float tensors (float16/bfloat16 upcast to float32)."""
-    if not isinstance(query, Tensor) or not isinstance(key, Tensor):
-        raise ValueError("query and key must be torch.Tensor")
-    if query.shape != key.shape:
-        raise ValueError(
-            f"query and key must have the same shape (B, P, C) or (P, C); got {tuple(query.shape)} "
-            f"and {tuple(key.shape)}"
-        )
-    if query.dim() not in (2, 3):
-        raise ValueError(
-            f"query and key must be (B, P, C) or (P, C); got {query.dim()}-D shape {tuple(query.shape)}"
-        )
-    if query.dim() == 2:
-        query, key = query.unsqueeze(0), key.unsqueeze(0)  # (1, P, C)
-    if query.shape[0] == 0 or query.shape[2] == 0:
-        raise ValueError(f"query and key must not have an empty dimension; got {tuple(query.shape)}")
-    if query.shape[1] < 2:
-        raise ValueError(
-            f"hDCE needs P >= 2 patches per image (P - 1 negatives); got shape {tuple(query.shape)}"
-        )
-    dtype = torch.promote_types(query.dtype, torch.float32)
-    return query.to(dtype), key.to(dtype)
 
 
 def _check_weighting(beta: float, weighting: str) -> None:
@@ -118,7 +95,7 @@ def hdce_negative_weights(
     """
     _check_weighting(beta, weighting)
     squeeze = isinstance(key, Tensor) and key.dim() == 2
-    key, _ = _as_batched(key, key)
+    key, _ = as_patch_batches(key, key, min_patches=2, loss="hDCE (P - 1 negatives)")
     with torch.no_grad(), torch.autocast(device_type=key.device.type, enabled=False):
         key = key.detach()
         num_patches = key.shape[1]
@@ -160,7 +137,7 @@ def hdce_loss(
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     _check_weighting(beta, weighting)
-    query, key = _as_batched(query, key)
+    query, key = as_patch_batches(query, key, min_patches=2, loss="hDCE (P - 1 negatives)")
     key = key.detach()
     num_patches = query.shape[1]
     with torch.autocast(device_type=query.device.type, enabled=False):

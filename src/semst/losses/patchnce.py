@@ -18,29 +18,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from semst.losses._common import as_patch_batches
+
 # CUT fills the self-similarity entry of the negatives with this constant (models/patchnce.py).
 PATCHNCE_DIAGONAL_FILL = -10.0
-
-
-def _as_batched(query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-    """Checks shapes and returns (B, P, C) float tensors (float16/bfloat16 upcast to float32)."""
-    if not isinstance(query, Tensor) or not isinstance(key, Tensor):
-        raise ValueError("query and key must be torch.Tensor")
-    if query.shape != key.shape:
-        raise ValueError(
-            f"query and key must have the same shape (B, P, C) or (P, C); got {tuple(query.shape)} "
-            f"and {tuple(key.shape)}"
-        )
-    if query.dim() not in (2, 3):
-        raise ValueError(
-            f"query and key must be (B, P, C) or (P, C); got {query.dim()}-D shape {tuple(query.shape)}"
-        )
-    if query.dim() == 2:
-        query, key = query.unsqueeze(0), key.unsqueeze(0)  # (1, P, C)
-    if query.shape[0] == 0 or query.shape[1] == 0 or query.shape[2] == 0:
-        raise ValueError(f"query and key must not have an empty dimension; got {tuple(query.shape)}")
-    dtype = torch.promote_types(query.dtype, torch.float32)
-    return query.to(dtype), key.to(dtype)
 
 
 def patchnce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Tensor:
@@ -59,7 +40,7 @@ def patchnce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Tens
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    query, key = _as_batched(query, key)
+    query, key = as_patch_batches(query, key, loss="PatchNCE")
     key = key.detach()
     num_patches = query.shape[1]
     with torch.autocast(device_type=query.device.type, enabled=False):

@@ -25,7 +25,7 @@ from semst import checkpoint as ckpt
 from semst.config import ConfigError, ExperimentConfig
 from semst.data import StepBatchSampler, UnpairedImages, collate_unpaired
 from semst.model import SemST
-from semst.runtime import init_distributed, resolve_device
+from semst.runtime import init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
 from semst.training.schedule import linear_decay_factor
 from semst.training.state import NETWORKS, load_training_checkpoint, save_training_checkpoint
@@ -124,6 +124,8 @@ def train(
     dist = init_distributed(device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     train_cfg, log_cfg = config.train, config.log
 
     dataset = UnpairedImages(
@@ -186,6 +188,21 @@ def train(
 
     checkpoint_dir = run_dir / "checkpoints"
     last_path = resume_from
+
+    def save(step: int, epoch: int) -> Path:
+        path = save_training_checkpoint(
+            checkpoint_dir / ckpt.checkpoint_name(step),
+            config=config,
+            networks=networks,
+            optimizers=optimizers,
+            scalers=scalers,
+            step=step,
+            extra={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
+        )
+        _prune_checkpoints(checkpoint_dir, log_cfg.keep_checkpoints)
+        logger.info(f"step {step}: checkpoint {path}")
+        return path
+
     bar = tqdm(
         total=last_step,
         initial=start_step,
@@ -249,28 +266,10 @@ def train(
                 logger.images(step, image_grid(grid))
             if step % log_cfg.checkpoint_every == 0 or step == last_step:
                 if dist.is_main:
-                    last_path = save_training_checkpoint(
-                        checkpoint_dir / ckpt.checkpoint_name(step),
-                        config=config,
-                        networks=networks,
-                        optimizers=optimizers,
-                        scalers=scalers,
-                        step=step,
-                        extra={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
-                    )
-                    _prune_checkpoints(checkpoint_dir, log_cfg.keep_checkpoints)
-                    logger.info(f"step {step}: checkpoint {last_path}")
+                    last_path = save(step, epoch)
                 dist.barrier()
         if step == start_step and dist.is_main and resume_from is None:  # max_steps = 0: still write one
-            last_path = save_training_checkpoint(
-                checkpoint_dir / ckpt.checkpoint_name(step),
-                config=config,
-                networks=networks,
-                optimizers=optimizers,
-                scalers=scalers,
-                step=step,
-                extra={"epoch": 0, "steps_per_epoch": steps_per_epoch},
-            )
+            last_path = save(step, 0)
     finally:
         bar.close()
         logger.close()

@@ -1,0 +1,44 @@
+"""CUDA and mixed-precision paths. Marked ``gpu``: run with ``pytest -m gpu`` on a machine with a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semst import checkpoint as ckpt
+from semst.model import SemST
+from semst.training.loop import train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_train_and_resume_on_cuda(tmp_path, image_folders, make_config, precision):
+    source, target = image_folders
+    overrides = {"train.device": "cuda", "train.precision": precision}
+    config = make_config("semst", source, target, **overrides, **{"train.max_steps": 2})
+    first = train(config, tmp_path / "run", progress=False)
+    assert ckpt.read_metadata(first)["step"] == 2
+    resumed = train(
+        make_config("semst", source, target, **overrides, **{"train.max_steps": 3}),
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
+    tensors = ckpt.load_tensors(resumed)
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if t.is_floating_point())
+
+
+def test_translate_on_cuda_matches_cpu(tmp_path, image_folders, make_config):
+    source, target = image_folders
+    path = train(
+        make_config("semst", source, target, **{"train.max_steps": 1}), tmp_path / "run", progress=False
+    )
+    x = torch.rand(1, 3, 37, 29)
+    cpu = SemST.from_checkpoint(path, device="cpu").translate(x)
+    gpu = SemST.from_checkpoint(path, device="cuda").translate(x.cuda())
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
