@@ -21,7 +21,7 @@ import torch
 from semst.config import load_config
 from semst.model import SemST
 from semst.runtime import tune_cpu_allocator
-from semst.training.state import NETWORKS
+from semst.training.state import make_optimizers, training_networks
 from semst.training.step import train_step
 
 
@@ -36,10 +36,8 @@ def build(preset: str, args: argparse.Namespace, device: torch.device):
     )
     torch.manual_seed(0)
     model = SemST(config, training=True).to(device)
-    networks = {name: getattr(model, name) for name in NETWORKS}
-    optimizers = {
-        name: torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for name, m in networks.items()
-    }
+    networks = training_networks(model)
+    optimizers = make_optimizers(networks, config.train)
     return config, networks, optimizers
 
 
@@ -84,9 +82,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             start = time.perf_counter()
             train_step(
-                networks["generator"],
-                networks["discriminator"],
-                networks["projector"],
+                networks,
                 optimizers,
                 source,
                 target,

@@ -6,7 +6,7 @@ from PIL import Image
 
 from semst import checkpoint as ckpt
 from semst.model import SemST, pad_to_multiple
-from semst.training.state import NETWORKS, save_training_checkpoint
+from semst.training.state import make_optimizers, save_training_checkpoint, training_networks
 
 
 @pytest.fixture
@@ -14,8 +14,8 @@ def saved(tmp_path, make_config):
     config = make_config("semst")
     torch.manual_seed(0)
     model = SemST(config, training=True)
-    networks = {name: getattr(model, name) for name in NETWORKS}
-    optimizers = {name: torch.optim.Adam(m.parameters()) for name, m in networks.items()}
+    networks = training_networks(model)
+    optimizers = make_optimizers(networks, config.train)
     path = save_training_checkpoint(
         tmp_path / "run" / "checkpoints" / ckpt.checkpoint_name(7),
         config=config,

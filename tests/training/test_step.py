@@ -8,17 +8,15 @@ import torch
 from semst.losses import hdce_loss, ts_loss
 from semst.model import SemST
 from semst.networks import sample_locations
-from semst.training.state import NETWORKS
+from semst.training.state import make_optimizers, training_networks
 from semst.training.step import derive_seed, train_step
 
 
 def _setup(config, seed=0):
     torch.manual_seed(seed)
     model = SemST(config, training=True)
-    networks = {name: getattr(model, name) for name in NETWORKS}
-    optimizers = {
-        name: torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for name, m in networks.items()
-    }
+    networks = training_networks(model)
+    optimizers = make_optimizers(networks, config.train)
     generator = torch.Generator().manual_seed(seed)
     source = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     target = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
@@ -27,9 +25,7 @@ def _setup(config, seed=0):
 
 def _step(config, networks, optimizers, source, target, step=0):
     return train_step(
-        networks["generator"],
-        networks["discriminator"],
-        networks["projector"],
+        networks,
         optimizers,
         source,
         target,

@@ -28,7 +28,12 @@ from semst.model import SemST
 from semst.runtime import init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
 from semst.training.schedule import linear_decay_factor
-from semst.training.state import NETWORKS, load_training_checkpoint, save_training_checkpoint
+from semst.training.state import (
+    load_training_checkpoint,
+    make_optimizers,
+    save_training_checkpoint,
+    training_networks,
+)
 from semst.training.step import train_step
 
 # Settings that may change when a run is resumed: they affect how long it runs, where the data is read
@@ -142,11 +147,8 @@ def train(
 
     torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
     model = SemST(config, training=True).to(device)
-    networks = {name: getattr(model, name) for name in NETWORKS}
-    optimizers = {
-        name: torch.optim.Adam(module.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2))
-        for name, module in networks.items()
-    }
+    networks = training_networks(model)
+    optimizers = make_optimizers(networks, train_cfg)
     scalers = (
         {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
         if train_cfg.precision == "fp16"
@@ -225,9 +227,7 @@ def train(
             source = batch["source"].to(device, non_blocking=True)
             target = batch["target"].to(device, non_blocking=True)
             losses = train_step(
-                networks["generator"],
-                networks["discriminator"],
-                networks["projector"],
+                networks,
                 optimizers,
                 source,
                 target,

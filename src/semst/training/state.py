@@ -19,9 +19,24 @@ import torch
 
 import semst
 from semst import checkpoint as ckpt
-from semst.config import ExperimentConfig
+from semst.config import ExperimentConfig, TrainConfig
 
 NETWORKS = ("generator", "discriminator", "projector")
+
+
+def training_networks(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """G, D and F of a ``SemST(config, training=True)`` under the names checkpoints and optimizers use."""
+    return {name: getattr(model, name) for name in NETWORKS}
+
+
+def make_optimizers(
+    networks: Mapping[str, torch.nn.Module], train_cfg: TrainConfig
+) -> dict[str, torch.optim.Adam]:
+    """One Adam per network with the config's learning rate and betas (CUT: 2e-4, (0.5, 0.999))."""
+    return {
+        name: torch.optim.Adam(module.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2))
+        for name, module in networks.items()
+    }
 
 
 def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -91,9 +91,7 @@ def _backward_and_step(
 
 
 def train_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    projector: nn.Module,
+    networks: Mapping[str, nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
     source: torch.Tensor,
     target: torch.Tensor,
@@ -110,8 +108,8 @@ def train_step(
     """Run one D update and one G+F update on a batch; returns the named losses (detached).
 
     Args:
-        generator, discriminator, projector: the three networks (G, D, F).
-        optimizers: Adam optimizers under the keys ``"generator"``, ``"discriminator"``, ``"projector"``.
+        networks: G, D and F under the keys ``"generator"``, ``"discriminator"``, ``"projector"``.
+        optimizers: their Adam optimizers, under the same keys.
         source, target: (B, 3, H, W) crops in [-1, 1] of the source (x) and target (y) domains.
         loss_cfg, projection_cfg: loss weights and settings; taps and patch count of F.
         seed, step: the run's seed and this step's index (they seed the patch locations).
@@ -120,6 +118,11 @@ def train_step(
         precision: autocast precision, ``fp32``, ``bf16`` or ``fp16`` (then ``scalers`` are needed).
         scalers: GradScalers for fp16 under ``"discriminator"`` and ``"generator"``.
     """
+    generator, discriminator, projector = (
+        networks["generator"],
+        networks["discriminator"],
+        networks["projector"],
+    )
     dist = dist or Distributed()
     scalers = scalers or {}
     device = source.device
