@@ -73,8 +73,12 @@ def translate_files(
     ext: str | None = None,
     overwrite: bool = True,
     progress: bool = True,
+    tile: int | None = None,
+    overlap: int = 64,
+    tile_batch: int = 4,
 ) -> TranslationReport:
-    """Translate ``inputs`` (files and folders) into ``output_dir`` with ``model`` (a ``SemST``)."""
+    """Translate ``inputs`` (files and folders) into ``output_dir`` with ``model`` (a ``SemST``); ``tile``,
+    ``overlap`` and ``tile_batch`` select memory-bounded tiled translation (``SemST.translate_tensor``)."""
     pairs = plan_outputs(inputs, output_dir, ext)
     report = TranslationReport()
     for src, dst in tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True):
@@ -88,7 +92,7 @@ def translate_files(
             report.failed.append((src, str(exc)))
             continue
         try:
-            result = model.translate(image)
+            result = model.translate(image, tile=tile, overlap=overlap, tile_batch=tile_batch)
             save_image(result, dst)
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. out of memory, unwritable output
             log.error("failed on %s: %s", src, exc)

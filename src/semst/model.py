@@ -10,7 +10,6 @@ head F); inference only needs the generator, which is all ``from_checkpoint`` re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from semst.config import ConfigError, DiscriminatorConfig, ExperimentConfig, Gen
 from semst.data.images import convert_to_rgb, image_to_tensor, tensor_to_image
 from semst.networks import PatchProjector, build_discriminator, build_generator
 from semst.runtime import resolve_device
+from semst.tiling import tiled_apply
 
 
 def generator_from_config(cfg: GeneratorConfig) -> nn.Module:
@@ -105,37 +105,54 @@ class SemST(nn.Module):
         return model.to(target).eval()
 
     @torch.no_grad()
-    def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate (B, 3, H, W) images in [-1, 1] of any size; returns the same shape in [-1, 1]."""
+    def translate_tensor(
+        self, x: torch.Tensor, *, tile: int | None = None, overlap: int = 64, tile_batch: int = 4
+    ) -> torch.Tensor:
+        """Translate (B, 3, H, W) images in [-1, 1] of any size; returns the same shape in [-1, 1].
+
+        With ``tile``, each image is translated in overlapping ``tile`` x ``tile`` windows, ``tile_batch`` at
+        a time, blended with linear ramps over the ``overlap`` (semst.tiling): memory no longer grows with the
+        image size. The generator's instance norm then sees tile statistics instead of image statistics, so
+        tiled and whole-image outputs differ slightly; use tiles only where the whole image does not fit.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
-        padded, (height, width) = pad_to_multiple(
-            x.to(self.device, torch.float32), self.generator.size_multiple
-        )
+        multiple = self.generator.size_multiple
+        if tile is not None:
+            tiles = [
+                tiled_apply(
+                    self.generator,
+                    image[None].float(),
+                    tile=tile,
+                    overlap=overlap,
+                    batch_size=tile_batch,
+                    multiple=multiple,
+                    device=self.device,
+                )
+                for image in x
+            ]
+            return torch.cat(tiles).to(x.device)  # (B, 3, H, W)
+        padded, (height, width) = pad_to_multiple(x.to(self.device, torch.float32), multiple)
         out = self.generator(padded)
         return out[..., :height, :width]
 
-    @overload
-    def translate(self, image: Image.Image) -> Image.Image: ...
-    @overload
-    def translate(self, image: torch.Tensor) -> torch.Tensor: ...
-
-    def translate(self, image):
+    def translate(self, image, *, tile: int | None = None, overlap: int = 64, tile_batch: int = 4):
         """Translate a PIL image (returns a PIL RGB image of the same size) or a float tensor.
 
         Tensors are RGB in [0, 1], shaped (3, H, W) or (B, 3, H, W); the result has the same shape and
-        range, on the input's device.
+        range, on the input's device. ``tile``, ``overlap``, ``tile_batch``: see ``translate_tensor``.
         """
+        tiling = {"tile": tile, "overlap": overlap, "tile_batch": tile_batch}
         was_training = self.generator.training
         self.generator.eval()
         try:
             if isinstance(image, Image.Image):
                 x = image_to_tensor(convert_to_rgb(image)).unsqueeze(0)
-                return tensor_to_image(self.translate_tensor(x)[0].cpu())
+                return tensor_to_image(self.translate_tensor(x, **tiling)[0].cpu())
             if isinstance(image, torch.Tensor):
                 single = image.ndim == 3
                 batch = image.unsqueeze(0) if single else image
-                out = (self.translate_tensor(batch * 2 - 1) + 1) / 2
+                out = (self.translate_tensor(batch * 2 - 1, **tiling) + 1) / 2
                 out = out.to(image.device)
                 return out[0] if single else out
             raise TypeError(f"translate() takes a PIL image or a torch tensor, not {type(image).__name__}")

@@ -181,3 +181,25 @@ def test_cut_style_data_root(tmp_path, capsys):
         main(["train", "--data", str(tmp_path / "data"), "--source", "x", "--out", str(tmp_path / "r")]) == 1
     )
     assert "not both" in capsys.readouterr().err
+
+
+def test_translate_with_tiles(tmp_path, image_folders, capsys):
+    source, target = image_folders
+    run = tmp_path / "run"
+    assert main(_train_args(source, target, run, "--max-steps", "1")) == 0
+    big = write_images(tmp_path / "big", 1, (150, 90), seed=9)[0]
+    out = tmp_path / "out"
+    args = [
+        "translate",
+        str(run),
+        str(big),
+        "-o",
+        str(out),
+        "--tile",
+        "64",
+        "--tile-overlap",
+        "16",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert Image.open(out / big.name).size == (150, 90)

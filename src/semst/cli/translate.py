@@ -34,6 +34,17 @@ def add_parser(subparsers) -> None:
         default=None,
         help="write every output with this extension/format, e.g. png (default: keep the input's)",
     )
+    p.add_argument(
+        "--tile",
+        type=int,
+        metavar="PX",
+        help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
+        "(default: the whole image at once; tiles change instance-norm statistics slightly)",
+    )
+    p.add_argument(
+        "--tile-overlap", type=int, default=64, metavar="PX", help="pixels shared by neighbouring tiles"
+    )
+    p.add_argument("--tile-batch", type=int, default=4, metavar="N", help="tiles translated at once")
     p.add_argument("--no-overwrite", action="store_true", help="skip images whose output already exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -52,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         ext=args.ext,
         overwrite=not args.no_overwrite,
         progress=not args.no_progress,
+        tile=args.tile,
+        overlap=args.tile_overlap,
+        tile_batch=args.tile_batch,
     )
     print(
         f"translated {len(report.written)} image(s) into {args.output}"

@@ -1,0 +1,275 @@
+"""Memory-bounded tiled translation of images of any size.
+
+A full-resolution image is cut into overlapping square windows (tiles), the tiles are passed through a
+network a few at a time, and the outputs are blended back onto a canvas of the image's size:
+
+>>> out = tiled_apply(generator, image, tile=512, overlap=64, multiple=generator.size_multiple)
+
+The window layout follows HRDA's sliding-window inference (``slide_inference`` in mmseg): windows of size
+``tile`` with stride ``tile - overlap``, the last window of each axis moved back so that it ends exactly at
+the image border. HRDA averages overlapping predictions with a count matrix (``blend="average"``); the
+default ``blend="linear"`` instead weights each tile's output by a ramp that rises from its border towards
+its interior, so that the change from one tile's output to the next is spread over the overlap instead of
+appearing as a visible seam. Both are normalised per pixel:
+
+    out(p) = sum_t w_t(p) * y_t(p) / sum_t w_t(p)
+
+over the tiles t that cover pixel p, so the effective weights of every pixel sum to one.
+
+Peak memory beyond the input image and the two canvases (output and weight sum) is that of one batch of
+``batch_size`` tiles, whatever the image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+__all__ = ["BLEND_MODES", "blend_weights", "pad_bottom_right", "tile_grid", "tile_starts", "tiled_apply"]
+
+BLEND_MODES = ("linear", "average")
+
+
+def _check_tile_overlap(tile: int, overlap: int) -> None:
+    if tile <= 0:
+        raise ValueError(f"tile must be a positive number of pixels, got tile={tile}.")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must satisfy 0 <= overlap < tile (= {tile}), got overlap={overlap}.")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of the windows along one axis.
+
+    Windows of size ``tile`` are placed with stride ``tile - overlap``; the last one is moved back to end
+    exactly at ``length`` (HRDA's rule), so it may overlap its neighbour by more than ``overlap``. An axis
+    that is not longer than a tile gets a single window at 0 (which the caller pads to the tile size).
+
+    Args:
+        length: Number of pixels along the axis (>= 1).
+        tile: Window size in pixels (>= 1).
+        overlap: Pixels shared by neighbouring windows, 0 <= overlap < tile.
+
+    Returns:
+        Strictly increasing start offsets; the first is 0 and the last is ``max(length - tile, 0)``.
+
+    Raises:
+        ValueError: If ``length`` or ``tile`` is not positive or ``overlap`` is outside [0, tile).
+    """
+    _check_tile_overlap(tile, overlap)
+    if length <= 0:
+        raise ValueError(f"length must be a positive number of pixels, got length={length}.")
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    return [min(i * stride, length - tile) for i in range(count)]
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows covering every pixel of a ``height`` x ``width`` image, in row-major order.
+
+    Args:
+        height: Image height in pixels (>= 1).
+        width: Image width in pixels (>= 1).
+        tile: Window size in pixels (>= 1).
+        overlap: Pixels shared by neighbouring windows, 0 <= overlap < tile.
+
+    Returns:
+        ``(top, left, h, w)`` per window, with ``h = min(tile, height)`` and ``w = min(tile, width)``; every
+        window lies inside the image.
+    """
+    h, w = min(tile, height), min(tile, width)
+    rows = tile_starts(height, tile, overlap)
+    cols = tile_starts(width, tile, overlap)
+    return [(top, left, h, w) for top in rows for left in cols]
+
+
+def _ramp(size: int, overlap: int) -> torch.Tensor:
+    """1-D weights min(i + 1, size - i, overlap + 1) / (overlap + 1): 1/(overlap+1) at both ends, 1 inside."""
+    index = torch.arange(size, dtype=torch.float32)  # (size,)
+    steps = torch.minimum(index + 1, size - index).clamp(max=overlap + 1)
+    return steps / (overlap + 1)
+
+
+def blend_weights(h: int, w: int, overlap: int, mode: str = "linear") -> torch.Tensor:
+    """Per-tile weight map used when pasting a tile's output onto the canvas.
+
+    ``"average"``: all ones (HRDA's count-matrix averaging). ``"linear"``: the outer product of two 1-D ramps
+    ``r(i) = min(i + 1, n - i, overlap + 1) / (overlap + 1)``, which rise linearly from ``1 / (overlap + 1)``
+    at the tile border to 1 at ``overlap`` pixels inside. Where two tiles overlap by exactly ``overlap``
+    pixels their ramps sum to 1 along that axis; everywhere else the accumulator's normalisation (sum of
+    weighted outputs / sum of weights) makes the effective weights sum to one.
+
+    Args:
+        h: Tile height in pixels (>= 1).
+        w: Tile width in pixels (>= 1).
+        overlap: Overlap of neighbouring tiles in pixels (>= 0); 0 gives all ones.
+        mode: One of ``BLEND_MODES``.
+
+    Returns:
+        (h, w) float32 tensor, strictly positive, at most 1.
+
+    Raises:
+        ValueError: For an unknown ``mode``, non-positive sizes or a negative ``overlap``.
+    """
+    if mode not in BLEND_MODES:
+        raise ValueError(f"blend mode must be one of {', '.join(BLEND_MODES)}, got {mode!r}.")
+    if h <= 0 or w <= 0:
+        raise ValueError(f"tile size must be positive, got h={h}, w={w}.")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got overlap={overlap}.")
+    if mode == "average" or overlap == 0:
+        return torch.ones(h, w, dtype=torch.float32)
+    return _ramp(h, overlap)[:, None] * _ramp(w, overlap)[None, :]  # (h, w)
+
+
+def pad_bottom_right(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad (..., H, W) on the bottom and right to (..., height, width) by mirroring.
+
+    Reflection is repeated while the padding is larger than the side (each step mirrors at most side - 1
+    pixels, as ``F.pad`` requires), which extends the image by its mirror images; a side of one pixel can
+    only be replicated.
+
+    Args:
+        x: Tensor of shape (..., H, W) with at least 3 dimensions.
+        height: Target height, >= H.
+        width: Target width, >= W.
+
+    Returns:
+        Tensor of shape (..., height, width) whose top-left (H, W) block is ``x``.
+    """
+    while x.shape[-2] < height or x.shape[-1] < width:
+        cur_h, cur_w = x.shape[-2:]
+        pad_h, pad_w = height - cur_h, width - cur_w
+        if (pad_h and cur_h == 1) or (pad_w and cur_w == 1):
+            # Reflection needs at least two pixels: replicate the single row/column (the other axis follows
+            # in the next iteration, by reflection if it can).
+            pad_h = pad_h if cur_h == 1 else 0
+            pad_w = pad_w if cur_w == 1 else 0
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        else:
+            x = F.pad(x, (0, min(pad_w, cur_w - 1), 0, min(pad_h, cur_h - 1)), mode="reflect")
+    return x
+
+
+def tiled_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int = 4,
+    multiple: int = 1,
+    min_size: int | None = None,
+    blend: str = "linear",
+    out_channels: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Apply an image-to-image function tile by tile and blend the outputs into one image.
+
+    The image is cut into the windows of `tile_grid`; all windows of one image have the same size, ``tile``
+    or the image's side where that is smaller. Windows are padded on the bottom/right to a multiple of
+    ``multiple`` and to at least ``min_size`` by reflection (see `pad_bottom_right`), as
+    `semst.model.pad_to_multiple` pads a whole image, so ``fn`` receives tiles of one fixed shape and an
+    image that fits in one tile gives exactly ``fn``'s whole-image result. A window smaller than ``tile`` is
+    not padded up to ``tile``: that would only add mirrored content, change what a network with
+    image-wide statistics (instance norm) sees, and cost time. Each output is cropped back to its window
+    and added to the canvas as ``weight * output``, with the weights of `blend_weights` summed in a second
+    canvas; the result is their ratio. Runs under ``torch.no_grad``.
+
+    Args:
+        fn: Maps a batch (N, C, th, tw) to (N, C_out, th, tw) (same spatial size), e.g. a generator.
+        image: (1, C, H, W) or (C, H, W) floating-point image of any size.
+        tile: Window size in pixels (>= 1).
+        overlap: Pixels shared by neighbouring windows, 0 <= overlap < tile.
+        batch_size: Number of tiles passed to ``fn`` at once (>= 1); bounds the peak memory.
+        multiple: Tiles are padded to multiples of this (e.g. the generator's ``size_multiple``).
+        min_size: Tiles are padded to at least this many pixels per side. Default ``2 * multiple``: the
+            generator's reflection padding needs feature maps of at least 2 pixels at 1/``multiple`` scale.
+        blend: One of ``BLEND_MODES``, see `blend_weights`.
+        out_channels: Expected C_out; checked against ``fn``'s output. Default: whatever ``fn`` returns.
+        device: Where ``fn`` runs; each tile batch is moved there. Default: ``image.device``. The canvases
+            stay on ``image.device`` (on the CPU for a CPU image, whatever ``device`` is).
+        progress: Show a tqdm progress bar over tile batches.
+
+    Returns:
+        float32 tensor of shape (1, C_out, H, W), or (C_out, H, W) for a (C, H, W) input, on
+        ``image.device``.
+
+    Raises:
+        ValueError: For an image that is not (1, C, H, W) or (C, H, W), invalid ``tile``, ``overlap``,
+            ``batch_size``, ``multiple``, ``min_size``, ``blend`` or ``out_channels``, or an output of ``fn``
+            with an unexpected shape.
+    """
+    if image.ndim not in (3, 4) or (image.ndim == 4 and image.shape[0] != 1):
+        raise ValueError(
+            f"tiled_apply expects one image shaped (1, C, H, W) or (C, H, W), got shape {tuple(image.shape)}; "
+            "call it once per image for a batch."
+        )
+    _check_tile_overlap(tile, overlap)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size}.")
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got multiple={multiple}.")
+    min_size = 2 * multiple if min_size is None else min_size
+    if min_size < 1:
+        raise ValueError(f"min_size must be >= 1 or None, got min_size={min_size}.")
+    if blend not in BLEND_MODES:
+        raise ValueError(f"blend must be one of {', '.join(BLEND_MODES)}, got blend={blend!r}.")
+    if out_channels is not None and out_channels < 1:
+        raise ValueError(f"out_channels must be >= 1 or None, got out_channels={out_channels}.")
+
+    single = image.ndim == 3
+    x = image.unsqueeze(0) if single else image  # (1, C, H, W)
+    height, width = x.shape[-2:]
+    if height == 0 or width == 0:
+        raise ValueError(f"image must have a positive height and width, got shape {tuple(image.shape)}.")
+    run_device = x.device if device is None else torch.device(device)
+    canvas_device = x.device
+
+    windows = tile_grid(height, width, tile, overlap)
+    tile_h, tile_w = windows[0][2], windows[0][3]  # all windows share one size
+    padded_h = max(math.ceil(tile_h / multiple) * multiple, min_size)
+    padded_w = max(math.ceil(tile_w / multiple) * multiple, min_size)
+    weight = blend_weights(tile_h, tile_w, overlap, mode=blend).to(canvas_device)  # (h, w)
+
+    output: torch.Tensor | None = None  # (1, C_out, H, W), allocated once C_out is known
+    weight_sum = torch.zeros(height, width, dtype=torch.float32, device=canvas_device)  # (H, W)
+    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    with torch.no_grad():
+        for batch in tqdm(batches, desc="tiles", unit="batch", disable=not progress, leave=False):
+            crops = torch.cat(
+                [x[..., top : top + h, left : left + w] for top, left, h, w in batch]
+            )  # (N, C, h, w)
+            crops = pad_bottom_right(crops.to(run_device), padded_h, padded_w)  # (N, C, th, tw)
+            result = fn(crops)  # (N, C_out, th, tw)
+            if result.ndim != 4 or result.shape[0] != len(batch) or result.shape[-2:] != crops.shape[-2:]:
+                raise ValueError(
+                    f"fn must map a batch of shape {tuple(crops.shape)} to (N, C_out, {padded_h}, {padded_w}) "
+                    f"with N = {len(batch)}, got shape {tuple(result.shape)}."
+                )
+            if output is None:
+                if out_channels is not None and result.shape[1] != out_channels:
+                    raise ValueError(
+                        f"fn returned {result.shape[1]} channels, expected out_channels={out_channels}."
+                    )
+                output = torch.zeros(
+                    1, result.shape[1], height, width, dtype=torch.float32, device=canvas_device
+                )
+            elif result.shape[1] != output.shape[1]:
+                raise ValueError(
+                    f"fn returned {result.shape[1]} channels for one tile batch and {output.shape[1]} for "
+                    "an earlier one."
+                )
+            result = result[..., :tile_h, :tile_w].to(canvas_device, torch.float32)  # (N, C_out, h, w)
+            for (top, left, h, w), out_tile in zip(batch, result):
+                output[0, :, top : top + h, left : left + w] += weight * out_tile
+                weight_sum[top : top + h, left : left + w] += weight
+    assert output is not None  # the grid always has at least one window
+    output /= weight_sum  # (1, C_out, H, W)
+    return output[0] if single else output
