@@ -61,6 +61,19 @@ def test_pickles_are_refused_without_running_them(tmp_path):
     assert not marker.exists()
 
 
+def test_any_header_length_is_read_even_one_that_starts_like_a_pickle(tmp_path):
+    """The header length's first byte can be 0x80, a pickle's first byte; such files are still checkpoints."""
+    lows = set()
+    for filler in range(300):
+        path = _write(tmp_path, meta={"step": 1, "filler": "x" * filler})
+        lows.add(path.read_bytes()[0])
+        if path.read_bytes()[0] == 0x80:
+            assert ckpt.read_metadata(path)["filler"] == "x" * filler
+            break
+    else:
+        pytest.fail(f"no filler length gave a header length with low byte 0x80 (saw {sorted(lows)})")
+
+
 def test_damaged_and_foreign_files(tmp_path):
     path = _write(tmp_path)
     data = path.read_bytes()

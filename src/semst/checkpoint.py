@@ -77,12 +77,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(16)
-        if head.startswith((b"PK\x03\x04", b"\x80")):
+        # A safetensors file is an 8-byte little-endian header length, then the JSON header ("{").
+        # Recognise that first: the length's low byte may be anything, 0x80 (a pickle's first byte) included.
+        if head[8:9] != b"{":
+            if len(head) < 9 and not head.startswith((b"PK\x03\x04", b"\x80")):
+                raise CheckpointError(
+                    f"{path} is not a semst checkpoint: the file is empty or truncated ({size} bytes)"
+                )
             raise CheckpointError(f"{path} is not a semst checkpoint: {_describe_foreign(head)}")
-        if len(head) < 8:
-            raise CheckpointError(
-                f"{path} is not a semst checkpoint: the file is empty or truncated ({size} bytes)"
-            )
         (header_len,) = struct.unpack("<Q", head[:8])
         if header_len == 0 or header_len > _MAX_HEADER_BYTES or header_len + 8 > size:
             raise CheckpointError(f"{path} is not a semst checkpoint: {_describe_foreign(head)}")
