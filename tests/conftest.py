@@ -28,6 +28,16 @@ TINY_OVERRIDES = {
     "log.sample_every": 1000,
     "log.checkpoint_every": 1000,
     "log.tensorboard": False,
+    # Single-scale unless a test asks for TINY_MULTISCALE: most tests exercise one generator's code paths.
+    "multiscale.enabled": False,
+}
+
+TINY_MULTISCALE = {
+    "multiscale.enabled": True,
+    "multiscale.global_size": 32,
+    "multiscale.scale": 2,
+    "multiscale.local_size": 32,
+    "multiscale.attention_hidden": 8,
 }
 
 

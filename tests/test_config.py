@@ -29,10 +29,18 @@ def test_presets_hold_the_published_settings():
         assert config.projection.taps == ("input", "down1", "down2", "res1", "res5")
         assert (config.generator.base_channels, config.generator.num_blocks) == (64, 9)
     assert semst.preset == "semst" and cut.preset == "cut"
+    # SemST is multi-scale with 256 px global and local crops (section 4.1); CUT and FastCUT are single-scale.
+    ms = semst.multiscale
+    assert (ms.enabled, ms.global_size, ms.local_size, ms.scale) == (True, 256, 256, 2)
+    assert not cut.multiscale.enabled and not fastcut.multiscale.enabled
 
 
 def test_dataclass_defaults_equal_the_semst_preset():
     assert ExperimentConfig().to_dict() == load_config("semst").to_dict()
+
+
+def test_multiscale_checks_apply_only_when_it_is_on():
+    load_config(overrides={"multiscale.enabled": False, "multiscale.local_size": 1024})  # ignored: off
 
 
 def test_unknown_preset_lists_the_valid_ones():
@@ -91,6 +99,15 @@ def test_overrides_are_typed_from_strings():
         ({"data.crop_size": 30}, r"multiple of 4"),
         ({"loss.rsmi_alpha": 1.0}, r"rsmi_alpha must be in \[0, 1\)"),
         ({"train": 3}, r"train must be a mapping"),
+        ({"multiscale.local_size": 255}, r"multiscale.local_size must be a multiple of 4"),
+        ({"multiscale.scale": 3, "multiscale.local_size": 256}, r"local_size \(256\) must be a multiple of"),
+        (
+            {"multiscale.local_size": 1024},
+            r"must not exceed the global region \(global_size \* scale = 512\)",
+        ),
+        ({"multiscale.image_width": 300}, r"image_width \(300\) must be at least the global region"),
+        ({"multiscale.local_adversarial_weight": 1.5}, r"local_adversarial_weight must be in \[0, 1\]"),
+        ({"multiscale.scale": 0}, r"multiscale.scale must be > 0"),
     ],
 )
 def test_bad_values_get_clear_errors(overrides, message):

@@ -99,6 +99,23 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class MultiScaleConfig:
+    enabled: bool = (
+        True  # global + local generators fused by scale attention (paper 3.3); false = single-scale
+    )
+    global_size: int = 256  # h_g = w_g: side of the downsampled global crop X_g (Eq. 4; the paper: 256)
+    scale: int = 2  # downsampling factor T of X_g: it covers global_size * scale image pixels a side
+    local_size: int = 256  # h_l = w_l: side of the full-resolution local crop X_l (Eq. 5; the paper: 256)
+    image_width: int | None = (
+        None  # resize training images to this width (aspect kept) first; None = as stored
+    )
+    attention_hidden: int = 64  # width of the scale-attention head that predicts M_s from G_g's bottleneck
+    local_adversarial_weight: float = (
+        0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused
+    )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0  # seeds initialisation, data order, augmentation and patch sampling
     batch_size: int = 1  # images per process and step (CUT's recommended 1)
@@ -130,6 +147,7 @@ class ExperimentConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    multiscale: MultiScaleConfig = field(default_factory=MultiScaleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -202,11 +220,52 @@ class ExperimentConfig:
             problems.append("projection.num_patches must be >= 2 for the contrastive and TS losses")
         if self.data.crop_size % 4:
             problems.append(f"data.crop_size must be a multiple of 4 (got {self.data.crop_size})")
+        problems += self.multiscale_problems()
         if self.preset not in PRESETS and self.preset != "custom":
             problems.append(f"preset must be one of {PRESETS} or 'custom' (got {self.preset!r})")
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
+
+    def multiscale_problems(self) -> list[str]:
+        ms = self.multiscale
+        if not ms.enabled:
+            return []
+        problems = [
+            f"multiscale.{k} must be > 0 (got {v})"
+            for k, v in (
+                ("global_size", ms.global_size),
+                ("scale", ms.scale),
+                ("local_size", ms.local_size),
+                ("attention_hidden", ms.attention_hidden),
+            )
+            if v <= 0
+        ]
+        if problems:
+            return problems
+        for name, size in (("global_size", ms.global_size), ("local_size", ms.local_size)):
+            if size % 4:
+                problems.append(f"multiscale.{name} must be a multiple of 4 (got {size})")
+        if ms.local_size % ms.scale:
+            problems.append(
+                f"multiscale.local_size ({ms.local_size}) must be a multiple of multiscale.scale ({ms.scale}), "
+                "so that the local crop covers whole pixels of the global prediction"
+            )
+        if ms.local_size > ms.global_size * ms.scale:
+            problems.append(
+                f"multiscale.local_size ({ms.local_size}) must not exceed the global region "
+                f"(global_size * scale = {ms.global_size * ms.scale})"
+            )
+        if ms.image_width is not None and ms.image_width < ms.global_size * ms.scale:
+            problems.append(
+                f"multiscale.image_width ({ms.image_width}) must be at least the global region "
+                f"(global_size * scale = {ms.global_size * ms.scale}) or null"
+            )
+        if not 0.0 <= ms.local_adversarial_weight <= 1.0:
+            problems.append(
+                f"multiscale.local_adversarial_weight must be in [0, 1] (got {ms.local_adversarial_weight})"
+            )
+        return problems
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -282,3 +282,18 @@ def test_worker_errors_keep_their_type(tmp_path: Path) -> None:
     )
     with pytest.raises(ImageLoadError, match="broken.png"):
         next(iter(loader))
+
+
+def test_multiscale_items_and_batches(folders: tuple[Path, Path]) -> None:
+    multiscale = {"global_size": 16, "scale": 2, "local_size": 16, "image_width": None}
+    dataset = UnpairedImages(*folders, multiscale=multiscale)
+    item = dataset[(1, 2)]
+    for domain in ("source", "target"):
+        assert item[f"{domain}_global"].shape == (3, 16, 16) and item[f"{domain}_local"].shape == (3, 16, 16)
+        assert item[f"{domain}_box"].tolist()[2:] == [8, 8]
+    assert "source" not in item
+    again = UnpairedImages(*folders, multiscale=multiscale)[(1, 2)]
+    assert all(torch.equal(item[k], again[k]) for k in item if isinstance(item[k], torch.Tensor))
+    batch = collate_unpaired([dataset[(0, p)] for p in range(3)])
+    assert batch["source_global"].shape == (3, 3, 16, 16) and batch["target_box"].shape == (3, 4)
+    assert batch["source_box"].dtype == torch.int64

@@ -15,7 +15,13 @@ from PIL import Image
 
 from semst.data.images import convert_to_rgb, image_to_tensor
 
-__all__ = ["PREPROCESS_MODES", "make_multiple_of", "test_transform", "train_transform"]
+__all__ = [
+    "PREPROCESS_MODES",
+    "make_multiple_of",
+    "multiscale_train_transform",
+    "test_transform",
+    "train_transform",
+]
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 """Valid values of ``preprocess`` (CUT's keywords, spelled out as whole modes)."""
@@ -145,6 +151,58 @@ def train_transform(
     if flip and rng.random() < 0.5:
         tensor = tensor.flip(-1)
     return tensor
+
+
+def multiscale_train_transform(
+    image: Image.Image,
+    rng: np.random.Generator,
+    *,
+    global_size: int,
+    scale: int,
+    local_size: int,
+    image_width: int | None = None,
+    flip: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Cut an aligned (global, local) crop pair for multi-scale training (SemST Eq. 4-5).
+
+    The image is resized to ``image_width`` (aspect kept) if given, upscaled (aspect kept) if a side is
+    shorter than the global region ``global_size * scale``, flipped horizontally with probability 0.5 if
+    ``flip``, and then cropped by `semst.multiscale.crops.sample_multiscale_crops`: a random region of
+    ``global_size * scale`` pixels downsampled by area averaging to ``global_size`` (X_g), and a random
+    ``local_size`` full-resolution crop inside it (X_l), aligned to the global crop's pixel grid.
+
+    Random numbers come only from ``rng``, in a fixed order (flip, global offset, local offset).
+
+    Returns:
+        ``{"global": (3, global_size, global_size), "local": (3, local_size, local_size)`` tensors in
+        ``[-1, 1]``, ``"box": (4,) int64`` = the local crop in global-crop pixels as (top, left, height,
+        width)``}``.
+    """
+    from semst.multiscale.crops import Box, crop_and_resize, sample_multiscale_crops
+
+    for name, value in (("global_size", global_size), ("scale", scale), ("local_size", local_size)):
+        _check_positive_int(value, name)
+    image = convert_to_rgb(image)
+    if image_width is not None:
+        _check_positive_int(image_width, "image_width")
+        image = _scale_width(image, image_width)
+    region = global_size * scale
+    image = _upscale_to_cover(image, region)
+    if flip and rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    crops = sample_multiscale_crops(
+        image.height, image.width, global_region=region, scale=scale, local_size=local_size, rng=rng
+    )
+    g = crops.global_box
+    # Only the global region is converted to a tensor; the local crop is cut from it.
+    region_tensor = image_to_tensor(image.crop((g.left, g.top, g.left + g.width, g.top + g.height)))
+    local_in_region = Box(crops.local_box.top - g.top, crops.local_box.left - g.left, local_size, local_size)
+    inner = crops.local_in_global
+    return {
+        "global": crop_and_resize(region_tensor, Box(0, 0, region, region), global_size),  # (3, gs, gs)
+        "local": crop_and_resize(region_tensor, local_in_region).contiguous(),  # (3, ls, ls)
+        "box": torch.tensor([inner.top, inner.left, inner.height, inner.width], dtype=torch.int64),
+    }
 
 
 def test_transform(image: Image.Image) -> torch.Tensor:

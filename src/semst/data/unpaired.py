@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from semst.data.images import find_images, load_rgb
-from semst.data.transforms import PREPROCESS_MODES, train_transform
+from semst.data.transforms import PREPROCESS_MODES, multiscale_train_transform, train_transform
 
 __all__ = ["StepBatchSampler", "UnpairedImages", "collate_unpaired", "epoch_of_step"]
 
@@ -114,6 +114,7 @@ class UnpairedImages(Dataset[dict[str, Any]]):
         seed: int = 0,
         max_dataset_size: int | None = None,
         steady_from_epoch: int | None = None,
+        multiscale: dict[str, Any] | None = None,
     ) -> None:
         """Finds the images of both domains.
 
@@ -129,6 +130,10 @@ class UnpairedImages(Dataset[dict[str, Any]]):
                 domain are used.
             steady_from_epoch: If given, from this epoch on ``load_size`` is replaced by ``crop_size``, which
                 turns off the resize jitter (CUT does this for the learning-rate decay phase).
+            multiscale: If given, keyword arguments of
+                :func:`~semst.data.transforms.multiscale_train_transform` (``global_size``, ``scale``,
+                ``local_size``, ``image_width``): items then hold an aligned global/local crop pair per domain
+                instead of one crop, and ``preprocess``/``load_size``/``crop_size`` are not used.
 
         Raises:
             FileNotFoundError: A domain's path does not exist (the message names the domain and the path).
@@ -149,6 +154,7 @@ class UnpairedImages(Dataset[dict[str, Any]]):
             steady_from_epoch = _check_int(steady_from_epoch, "steady_from_epoch", minimum=0)
         self.max_dataset_size = max_dataset_size
         self.steady_from_epoch = steady_from_epoch
+        self.multiscale = dict(multiscale) if multiscale is not None else None
 
         source_paths = _find_domain_images(source_dir, "source")
         target_paths = _find_domain_images(target_dir, "target")
@@ -199,8 +205,10 @@ class UnpairedImages(Dataset[dict[str, Any]]):
             return self.crop_size
         return self.load_size
 
-    def _transform(self, path: Path, epoch: int, position: int, stream: int) -> torch.Tensor:
+    def _transform(self, path: Path, epoch: int, position: int, stream: int) -> Any:
         rng = np.random.default_rng([self.seed, epoch, position, stream])
+        if self.multiscale is not None:
+            return multiscale_train_transform(load_rgb(path), rng, flip=self.flip, **self.multiscale)
         return train_transform(
             load_rgb(path),
             rng,
@@ -218,7 +226,9 @@ class UnpairedImages(Dataset[dict[str, Any]]):
 
         Returns:
             ``{"source": (3, h, w) tensor, "target": (3, h, w) tensor, "source_path": str, "target_path": str,
-            "epoch": int, "position": int}``, tensors in ``[-1, 1]``.
+            "epoch": int, "position": int}``, tensors in ``[-1, 1]``. In multi-scale mode ``"source"`` is
+            replaced by ``"source_global"``, ``"source_local"`` and ``"source_box"`` (see
+            :func:`~semst.data.transforms.multiscale_train_transform`), and likewise for ``"target"``.
 
         Raises:
             TypeError: ``key`` is not an ``(epoch, position)`` pair.
@@ -235,14 +245,20 @@ class UnpairedImages(Dataset[dict[str, Any]]):
         source_index, target_index = self.indices(epoch, position)
         source_path = self.source_paths[source_index]
         target_path = self.target_paths[target_index]
-        return {
-            "source": self._transform(source_path, epoch, position, _STREAM_SOURCE_AUGMENT),
-            "target": self._transform(target_path, epoch, position, _STREAM_TARGET_AUGMENT),
-            "source_path": str(source_path),
-            "target_path": str(target_path),
-            "epoch": epoch,
-            "position": position,
-        }
+        item: dict[str, Any] = {}
+        for domain, path, stream in (
+            ("source", source_path, _STREAM_SOURCE_AUGMENT),
+            ("target", target_path, _STREAM_TARGET_AUGMENT),
+        ):
+            crops = self._transform(path, epoch, position, stream)
+            if isinstance(crops, dict):  # multi-scale: source_global, source_local, source_box, ...
+                item.update({f"{domain}_{name}": value for name, value in crops.items()})
+            else:
+                item[domain] = crops
+        item.update(
+            source_path=str(source_path), target_path=str(target_path), epoch=epoch, position=position
+        )
+        return item
 
 
 def collate_unpaired(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -253,7 +269,8 @@ def collate_unpaired(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``{"source": (B, 3, h, w), "target": (B, 3, h, w), "source_path": list[str], "target_path": list[str],
-        "epoch": (B,) int64, "position": (B,) int64}``.
+        "epoch": (B,) int64, "position": (B,) int64}``; in multi-scale mode every ``<domain>_global``,
+        ``<domain>_local`` and ``<domain>_box`` tensor is stacked likewise.
 
     Raises:
         ValueError: ``items`` is empty, or the images of a domain differ in size (possible with the ``none``
@@ -262,16 +279,19 @@ def collate_unpaired(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not items:
         raise ValueError("Cannot collate an empty batch.")
     batch: dict[str, Any] = {}
-    for domain in ("source", "target"):
-        tensors = [item[domain] for item in items]
+    for name in items[0]:
+        if not isinstance(items[0][name], torch.Tensor):
+            continue
+        tensors = [item[name] for item in items]
         shapes = {tuple(tensor.shape) for tensor in tensors}
         if len(shapes) > 1:
+            domain = name.split("_")[0]
             paths = [item[f"{domain}_path"] for item in items]
             raise ValueError(
                 f"Cannot batch {domain} images of different sizes {sorted(shapes)} (files {paths}); use a "
                 "preprocess mode that crops to a fixed size, or a batch size of 1."
             )
-        batch[domain] = torch.stack(tensors)  # (B, 3, h, w)
+        batch[name] = torch.stack(tensors)  # (B, ...)
     for name in ("source_path", "target_path"):
         batch[name] = [item[name] for item in items]
     for name in ("epoch", "position"):
