@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -115,3 +116,44 @@ def test_tiled_translation_matches_whole_image_where_it_fits_and_is_close_elsewh
     assert (tiled - whole).abs().mean() < 0.1
     image = Image.new("RGB", (57, 41), (10, 200, 30))
     assert model.translate(image, tile=32, overlap=8).size == (57, 41)
+
+
+def test_multiscale_checkpoints_load_all_translation_networks(tmp_path, make_config):
+    from .conftest import TINY_MULTISCALE
+
+    config = make_config("semst", **TINY_MULTISCALE)
+    torch.manual_seed(0)
+    trained = SemST(config, training=True)
+    networks = training_networks(trained)
+    path = save_training_checkpoint(
+        tmp_path / ckpt.checkpoint_name(3),
+        config=config,
+        networks=networks,
+        optimizers=make_optimizers(networks, config.train),
+        step=3,
+    )
+    model = SemST.from_checkpoint(path, device="cpu")
+    assert model.multiscale and model.translation_network_names() == (
+        "generator_global",
+        "generator_local",
+        "attention",
+    )
+    assert not hasattr(model, "discriminator") and not hasattr(model, "generator")
+    for name in model.translation_network_names():
+        for key, value in getattr(model, name).state_dict().items():
+            assert torch.equal(value, getattr(trained, name).state_dict()[key]), f"{name}.{key}"
+    image = Image.new("RGB", (70, 41), (200, 30, 90))
+    out = model.translate(image)
+    assert out.size == (70, 41)
+    parts = model.translate_parts(image)
+    assert set(parts) == {"global", "local", "fused", "attention"}
+    # parts fuse at full size, translate() band by band: equal up to rounding to 8 bits
+    diff = np.abs(np.asarray(parts["fused"], dtype=int) - np.asarray(out, dtype=int))
+    assert diff.max() <= 1
+    assert parts["attention"].shape == (41, 70)
+
+
+def test_parts_need_a_multiscale_model(saved):
+    _, model = saved
+    with pytest.raises(ValueError, match="multi-scale"):
+        model.translate_tensor(torch.zeros(1, 3, 8, 8), parts=True)

@@ -6,30 +6,35 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from semst import checkpoint as ckpt
 from semst.model import SemST
 from semst.runtime import Distributed
 from semst.training.loop import train
-from semst.training.state import NETWORKS
 
-from ..conftest import TINY_OVERRIDES
+from ..conftest import TINY_MULTISCALE, TINY_OVERRIDES
 
 
-def test_two_processes_average_to_the_gradient_of_the_global_batch(tmp_path, image_folders, make_config):
+@pytest.mark.parametrize("multiscale", [False, True], ids=["single-scale", "multi-scale"])
+def test_two_processes_average_to_the_gradient_of_the_global_batch(
+    tmp_path, image_folders, make_config, multiscale
+):
     """One step with 2 processes x batch 1 vs 1 process x batch 2: Adam's first moment after one step is
     (1 - beta1) * gradient, so comparing it compares the all-reduced gradient with the full-batch one.
     (Weights are not compared: Adam's first step is lr * sign(g), and for conv biases right before an
     instance norm g is rounding noise whose sign no two runs agree on.)"""
     source, target = image_folders
+    scale = TINY_MULTISCALE if multiscale else {}
     single = train(
-        make_config("semst", source, target, **{"train.max_steps": 1, "train.batch_size": 2}),
+        make_config("semst", source, target, **{"train.max_steps": 1, "train.batch_size": 2, **scale}),
         tmp_path / "single",
         progress=False,
     )
     overrides = {
         **TINY_OVERRIDES,
+        **scale,
         "train.max_steps": 1,
         "train.batch_size": 1,
         "data.source": source,
@@ -57,8 +62,9 @@ def test_two_processes_average_to_the_gradient_of_the_global_batch(tmp_path, ima
     distributed = ckpt.resolve_checkpoint(tmp_path / "ddp")
     assert ckpt.read_metadata(distributed)["step"] == 1
     a, b = ckpt.load_tensors(single), ckpt.load_tensors(distributed)
-    model = SemST(make_config("semst"), training=True)
-    for network in NETWORKS:
+    model = SemST(make_config("semst", **scale), training=True)
+    assert len(model.training_network_names()) == (6 if multiscale else 3)
+    for network in model.training_network_names():
         moments = [
             f"optimizer.{network}.state.{i}.exp_avg"
             for i, _ in enumerate(getattr(model, network).parameters())

@@ -443,12 +443,15 @@ class ResnetGenerator(nn.Module):
         keep("input", padded)
         if keep("stem", stem_conv):
             return None, ordered()
+        del padded, stem_conv  # kept only if tapped: full-resolution maps would otherwise live to the end
         down1_conv, h = self.down1(h)  # (B, 2C, H or H/2, W or W/2), (B, 2C, H/2, W/2)
         if keep("down1", down1_conv):
             return None, ordered()
+        del down1_conv
         down2_conv, h = self.down2(h)  # (B, 4C, H/2 or H/4, W/2 or W/4), (B, 4C, H/4, W/4)
         if keep("down2", down2_conv):
             return None, ordered()
+        del down2_conv
         for k, block in enumerate(self.blocks, start=1):
             h = block(h)  # (B, 4C, H/4, W/4)
             if keep(f"res{k}", h):

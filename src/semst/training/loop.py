@@ -27,6 +27,7 @@ from semst.data import StepBatchSampler, UnpairedImages, collate_unpaired
 from semst.model import SemST
 from semst.runtime import init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
+from semst.training.multiscale_step import multiscale_preview, multiscale_train_step
 from semst.training.schedule import linear_decay_factor
 from semst.training.state import (
     load_training_checkpoint,
@@ -112,6 +113,58 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
     return None
 
 
+def multiscale_sampling(config: ExperimentConfig) -> dict[str, Any] | None:
+    """The crop settings of multi-scale training data (None for single-scale)."""
+    ms = config.multiscale
+    if not ms.enabled:
+        return None
+    return {
+        "global_size": ms.global_size,
+        "scale": ms.scale,
+        "local_size": ms.local_size,
+        "image_width": ms.image_width,
+    }
+
+
+def run_step(
+    config: ExperimentConfig,
+    networks: dict,
+    optimizers: dict,
+    batch: dict,
+    *,
+    step: int,
+    image_offset: int,
+    dist,
+    scalers: dict,
+) -> dict[str, torch.Tensor]:
+    """One training step of the configured kind (single- or multi-scale) on a batch on the device."""
+    common = {
+        "loss_cfg": config.loss,
+        "projection_cfg": config.projection,
+        "seed": config.train.seed,
+        "step": step,
+        "image_offset": image_offset,
+        "dist": dist,
+        "precision": config.train.precision,
+        "scalers": scalers,
+    }
+    if config.multiscale.enabled:
+        return multiscale_train_step(networks, optimizers, batch, multiscale_cfg=config.multiscale, **common)
+    return train_step(networks, optimizers, batch["source"], batch["target"], **common)
+
+
+@torch.no_grad()
+def preview(config: ExperimentConfig, networks: dict, batch: dict) -> dict[str, torch.Tensor]:
+    """The columns of a sample grid."""
+    if config.multiscale.enabled:
+        return multiscale_preview(networks, batch)
+    source, target = batch["source"], batch["target"]
+    grid = {"source": source, "translation": networks["generator"](source), "target": target}
+    if config.loss.identity:
+        grid["identity"] = networks["generator"](target)
+    return grid
+
+
 def train(
     config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> Path:
@@ -143,6 +196,7 @@ def train(
         seed=train_cfg.seed,
         max_dataset_size=config.data.max_dataset_size,
         steady_from_epoch=train_cfg.constant_epochs,
+        multiscale=multiscale_sampling(config),
     )
 
     torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
@@ -182,7 +236,8 @@ def train(
         (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in networks.items()}
     logger.info(
-        f"{'resuming' if resume_from else 'starting'} {config.preset} run in {run_dir} on {device}"
+        f"{'resuming' if resume_from else 'starting'} {config.preset} "
+        f"{'multi-scale' if config.multiscale.enabled else 'single-scale'} run in {run_dir} on {device}"
         f"{f' x{dist.world_size} processes' if dist.enabled else ''}: {len(dataset)} images per epoch "
         f"({steps_per_epoch} steps), steps {start_step} -> {last_step}; parameters "
         + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
@@ -223,21 +278,18 @@ def train(
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            batch = next(batches)
-            source = batch["source"].to(device, non_blocking=True)
-            target = batch["target"].to(device, non_blocking=True)
-            losses = train_step(
+            batch = {
+                k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in next(batches).items()
+            }
+            losses = run_step(
+                config,
                 networks,
                 optimizers,
-                source,
-                target,
-                loss_cfg=config.loss,
-                projection_cfg=config.projection,
-                seed=train_cfg.seed,
+                batch,
                 step=step,
                 image_offset=dist.rank * train_cfg.batch_size,
                 dist=dist,
-                precision=train_cfg.precision,
                 scalers=scalers,
             )
             step += 1
@@ -259,11 +311,7 @@ def train(
                     + format_losses({k: v for k, v in values.items() if "/" in k})
                 )
             if dist.is_main and (step % log_cfg.sample_every == 0 or step == last_step):
-                with torch.no_grad():
-                    grid = {"source": source, "translation": networks["generator"](source), "target": target}
-                    if config.loss.identity:
-                        grid["identity"] = networks["generator"](target)
-                logger.images(step, image_grid(grid))
+                logger.images(step, image_grid(preview(config, networks, batch)))
             if step % log_cfg.checkpoint_every == 0 or step == last_step:
                 if dist.is_main:
                     last_path = save(step, epoch)

@@ -1,7 +1,7 @@
 """Training checkpoints: networks, optimizers, grad scalers, RNG states and the step, in one safe file.
 
-Everything that is a tensor goes into the safetensors body under a prefix (``generator.``,
-``discriminator.``, ``projector.``, ``optimizer.<name>.state.<index>.<key>``, ``rng.*``); everything else
+Everything that is a tensor goes into the safetensors body under a prefix (the network's name:
+``generator.``, ``discriminator.``, ``projector.``, or for multi-scale ``generator_global.``, ...; ``optimizer.<name>.state.<index>.<key>``, ``rng.*``); everything else
 (the config, the step, optimizer hyper-parameters, Python's and numpy's RNG positions) goes into the JSON
 metadata. Resuming from such a file continues the run exactly (tests/training/test_resume.py).
 """
@@ -21,12 +21,12 @@ import semst
 from semst import checkpoint as ckpt
 from semst.config import ExperimentConfig, TrainConfig
 
-NETWORKS = ("generator", "discriminator", "projector")
-
 
 def training_networks(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """G, D and F of a ``SemST(config, training=True)`` under the names checkpoints and optimizers use."""
-    return {name: getattr(model, name) for name in NETWORKS}
+    """The networks of a ``SemST(config, training=True)`` under the names checkpoints and optimizers use:
+    ``generator, discriminator, projector`` (single-scale) or ``generator_global, generator_local,
+    attention, discriminator, projector_global, projector_local`` (multi-scale)."""
+    return {name: getattr(model, name) for name in model.training_network_names()}
 
 
 def make_optimizers(

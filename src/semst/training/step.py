@@ -68,13 +68,14 @@ def structure_texture_loss(
     return ts_loss(inputs, outputs, estimator=cfg.ts_estimator, **kwargs)
 
 
-def _backward_and_step(
+def backward_and_step(
     loss: torch.Tensor,
     optimizers: Sequence[torch.optim.Optimizer],
     modules: Sequence[nn.Module],
     dist: Distributed,
     scaler: torch.amp.GradScaler | None,
 ) -> None:
+    """Backward (scaled for fp16), average gradients across processes, step the optimizers."""
     if scaler is not None:
         scaler.scale(loss).backward()
     else:
@@ -88,6 +89,77 @@ def _backward_and_step(
             optimizer.step()
     if scaler is not None:
         scaler.update()
+
+
+def patch_losses(
+    projector: nn.Module,
+    real_features: Mapping[str, torch.Tensor],
+    fake_features: Mapping[str, torch.Tensor],
+    *,
+    batch: int,
+    loss_cfg: LossConfig,
+    projection_cfg: ProjectionConfig,
+    seed: int,
+    step: int,
+    image_offset: int = 0,
+    stream: tuple[int, ...] = (),
+    suffix: str = "",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The weighted contrastive (hDCE/PatchNCE, with the identity half) and TS losses of one generator.
+
+    Args:
+        projector: the projection head F of this generator.
+        real_features, fake_features: tap -> (B', C, h, w) encoder features of the real images and of
+            their translations; B' = ``batch`` (source only) or ``2 * batch`` (source, then target images
+            for the identity term). Keys are detached here.
+        batch: number of source images.
+        stream: extra seed words that separate the patch locations of several generators in one step.
+        suffix: appended to the loss names (``"_global"``, ``"_local"``).
+
+    Returns:
+        ``(lambda_c * L_contrastive + lambda_TS * L_TS, {name: detached loss})``.
+    """
+    taps = projection_cfg.taps
+    total_images = next(iter(real_features.values())).shape[0]
+    use_identity = loss_cfg.identity and loss_cfg.contrastive_weight > 0 and total_images > batch
+    locations = {}
+    for t, tap in enumerate(taps):
+        height, width = real_features[tap].shape[-2:]
+        seeds = [
+            derive_seed(seed, step, *stream, t, b // batch, image_offset + b % batch)
+            for b in range(total_images)
+        ]
+        # Kept on the CPU: the projector validates them there (no device sync) and moves them.
+        locations[tap] = sample_locations(
+            height * width, projection_cfg.num_patches, [_generator(s) for s in seeds]
+        )
+    keys = projector({tap: real_features[tap].detach() for tap in taps}, locations)  # tap -> (B', P, dim)
+    queries = projector({tap: fake_features[tap] for tap in taps}, locations)  # tap -> (B', P, dim)
+
+    losses: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=next(iter(queries.values())).device)
+    if loss_cfg.contrastive_weight > 0:
+        name = f"G/{loss_cfg.contrastive}{suffix}"
+        loss_c = torch.stack([contrastive_loss(queries[t][:batch], keys[t][:batch], loss_cfg) for t in taps])
+        loss_c = loss_c.mean()
+        losses[name] = loss_c.detach()
+        if use_identity:
+            loss_idt = torch.stack(
+                [contrastive_loss(queries[t][batch:], keys[t][batch:], loss_cfg) for t in taps]
+            ).mean()
+            losses[f"G/{loss_cfg.contrastive}_identity{suffix}"] = loss_idt.detach()
+            loss_c = 0.5 * (loss_c + loss_idt)
+        total = total + loss_cfg.contrastive_weight * loss_c
+    if loss_cfg.ts_weight > 0:
+        loss_ts = structure_texture_loss(
+            [keys[t][:batch] for t in taps],
+            [queries[t][:batch] for t in taps],
+            loss_cfg,
+            seed=derive_seed(seed, step, 2, image_offset, *stream),
+        )
+        losses[f"G/ts{suffix}"] = loss_ts.detach()
+        total = total + loss_cfg.ts_weight * loss_ts
+    return total, losses
 
 
 def train_step(
@@ -150,7 +222,7 @@ def train_step(
         loss_d = discriminator_loss(
             discriminator(target), discriminator(translated.detach()), mode=loss_cfg.adversarial
         )
-    _backward_and_step(
+    backward_and_step(
         loss_d, [optimizers["discriminator"]], [discriminator], dist, scalers.get("discriminator")
     )
 
@@ -169,45 +241,21 @@ def train_step(
             fake_features = generator.encode(fake, taps)
             if flipped:
                 fake_features = {tap: f.flip(-1) for tap, f in fake_features.items()}
-            locations = {}
-            for t, tap in enumerate(taps):
-                height, width = real_features[tap].shape[-2:]
-                seeds = [
-                    derive_seed(seed, step, t, b // batch, image_offset + b % batch)
-                    for b in range(fake.shape[0])
-                ]
-                # Kept on the CPU: the projector validates them there (no device sync) and moves them.
-                locations[tap] = sample_locations(
-                    height * width, projection_cfg.num_patches, [_generator(s) for s in seeds]
-                )
-            keys = projector({tap: f.detach() for tap, f in real_features.items()}, locations)  # (B', P, dim)
-            queries = projector(fake_features, locations)  # (B', P, dim)
-
-            if loss_cfg.contrastive_weight > 0:
-                name = f"G/{loss_cfg.contrastive}"
-                loss_c = torch.stack(
-                    [contrastive_loss(queries[t][:batch], keys[t][:batch], loss_cfg) for t in taps]
-                )
-                loss_c = loss_c.mean()
-                losses[name] = loss_c.detach()
-                if use_identity:
-                    loss_idt = torch.stack(
-                        [contrastive_loss(queries[t][batch:], keys[t][batch:], loss_cfg) for t in taps]
-                    ).mean()
-                    losses[f"{name}_identity"] = loss_idt.detach()
-                    loss_c = 0.5 * (loss_c + loss_idt)
-                total = total + loss_cfg.contrastive_weight * loss_c
-            if loss_cfg.ts_weight > 0:
-                loss_ts = structure_texture_loss(
-                    [keys[t][:batch] for t in taps],
-                    [queries[t][:batch] for t in taps],
-                    loss_cfg,
-                    seed=derive_seed(seed, step, 2, image_offset),
-                )
-                losses["G/ts"] = loss_ts.detach()
-                total = total + loss_cfg.ts_weight * loss_ts
+            loss_patches, patch_values = patch_losses(
+                projector,
+                real_features,
+                fake_features,
+                batch=batch,
+                loss_cfg=loss_cfg,
+                projection_cfg=projection_cfg,
+                seed=seed,
+                step=step,
+                image_offset=image_offset,
+            )
+            total = total + loss_patches
+            losses.update(patch_values)
         losses["G/total"] = total.detach()
-    _backward_and_step(
+    backward_and_step(
         total,
         [optimizers["generator"], optimizers["projector"]],
         [generator, projector],
