@@ -73,13 +73,20 @@ def translate_files(
     ext: str | None = None,
     overwrite: bool = True,
     progress: bool = True,
-    tile: int | None = None,
-    overlap: int = 64,
-    tile_batch: int = 4,
+    fusion_dir: str | Path | None = None,
+    **tiling,
 ) -> TranslationReport:
-    """Translate ``inputs`` (files and folders) into ``output_dir`` with ``model`` (a ``SemST``); ``tile``,
-    ``overlap`` and ``tile_batch`` select memory-bounded tiled translation (``SemST.translate_tensor``)."""
+    """Translate ``inputs`` (files and folders) into ``output_dir`` with ``model`` (a ``SemST``).
+
+    ``tiling`` (``tile``, ``overlap``, ``tile_batch``, ``global_window``) selects memory-bounded tiled
+    translation (``SemST.translate_tensor``). With ``fusion_dir`` (multi-scale models), a picture of the
+    global output, local output, M_s and fused result is also written there per image, as PNG under the
+    output's relative name.
+    """
     pairs = plan_outputs(inputs, output_dir, ext)
+    if fusion_dir is not None and not getattr(model, "multiscale", False):
+        raise ValueError("fusion panels need a multi-scale checkpoint; this model has a single generator")
+    output_dir = Path(output_dir)
     report = TranslationReport()
     for src, dst in tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True):
         if dst.exists() and not overwrite:
@@ -92,7 +99,15 @@ def translate_files(
             report.failed.append((src, str(exc)))
             continue
         try:
-            result = model.translate(image, tile=tile, overlap=overlap, tile_batch=tile_batch)
+            if fusion_dir is None:
+                result = model.translate(image, **tiling)
+            else:
+                from semst.multiscale.visualize import fusion_panel
+
+                parts = model.translate_parts(image, **tiling)
+                result = parts["fused"]
+                panel = Path(fusion_dir) / dst.relative_to(output_dir).with_suffix(".png")
+                save_image(fusion_panel(image, parts), panel)
             save_image(result, dst)
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. out of memory, unwritable output
             log.error("failed on %s: %s", src, exc)

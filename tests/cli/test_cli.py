@@ -11,7 +11,7 @@ from PIL import Image
 from semst import checkpoint as ckpt
 from semst.cli import build_parser, main
 
-from ..conftest import TINY_OVERRIDES, write_images
+from ..conftest import TINY_MULTISCALE, TINY_OVERRIDES, write_images
 
 
 def _train_args(source, target, out, *extra):
@@ -203,3 +203,41 @@ def test_translate_with_tiles(tmp_path, image_folders, capsys):
     ]
     assert main(args) == 0
     assert Image.open(out / big.name).size == (150, 90)
+
+
+def test_multiscale_train_translate_with_fusion_panels_and_info(tmp_path, image_folders, capsys):
+    """The switch picks the model kind; a multi-scale checkpoint translates at full size and writes the
+    fusion picture; info says what it is; the switch also works in the other direction."""
+    source, target = image_folders
+    run = tmp_path / "run"
+    sets = [f"{k}={v}" for k, v in TINY_MULTISCALE.items() if k != "multiscale.enabled"]
+    assert main(_train_args(source, target, run, "--max-steps", "2", "--multiscale") + sets) == 0
+    assert ckpt.read_metadata(ckpt.resolve_checkpoint(run))["config"]["multiscale"]["enabled"] is True
+    assert "multi-scale run" in (run / "train.log").read_text()
+    big = write_images(tmp_path / "big", 1, (150, 90), seed=9)[0]
+    out, panels = tmp_path / "out", tmp_path / "panels"
+    args = ["translate", str(run), str(big), "-o", str(out), "--fusion-panels", str(panels), "--no-progress"]
+    assert main(args) == 0
+    assert Image.open(out / big.name).size == (150, 90)
+    panel = Image.open(panels / big.with_suffix(".png").name)
+    assert panel.width > 4 * panel.height  # five images in a row
+    assert main(["info", str(run)]) == 0
+    assert "multi-scale global 32 px crops of 64 px regions" in capsys.readouterr().out
+
+    single = tmp_path / "single"
+    assert main(_train_args(source, target, single, "--max-steps", "1", "--single-scale")) == 0
+    capsys.readouterr()
+    code = main(
+        ["translate", str(single), str(big), "-o", str(tmp_path / "o2"), "--fusion-panels", str(panels)]
+    )
+    assert code != 0
+    assert "single-scale model" in capsys.readouterr().err
+
+
+def test_scale_switches_in_dry_run(tmp_path, capsys):
+    for flag, expected in (("--single-scale", "false"), ("--multiscale", "true")):
+        assert main(["train", "--out", str(tmp_path / flag), "--preset", "cut", flag, "--dry-run"]) == 0
+        text = capsys.readouterr().out
+        assert f"multiscale:\n  enabled: {expected}" in text
+    assert main(["train", "--out", str(tmp_path / "x"), "--dry-run"]) == 0
+    assert "multiscale:\n  enabled: true" in capsys.readouterr().out  # the semst preset's default

@@ -39,6 +39,15 @@ def run(args: argparse.Namespace) -> int:
         f"generator   {gen.get('architecture')} {gen.get('num_blocks')} blocks, {gen.get('base_channels')} channels, "
         f"{gen.get('downsample')}/{gen.get('upsample')} resampling, norm {gen.get('norm')}"
     )
+    ms = config.get("multiscale", {})
+    if ms.get("enabled"):
+        print(
+            f"multi-scale global {ms.get('global_size')} px crops of {ms.get('global_size', 0) * ms.get('scale', 0)} "
+            f"px regions (scale {ms.get('scale')}), local {ms.get('local_size')} px at full resolution; "
+            f"G_g + G_l + scale attention"
+        )
+    else:
+        print("multi-scale off (one generator)")
     print(
         f"losses      {loss.get('adversarial')} x{loss.get('adversarial_weight')}, {loss.get('contrastive')} "
         f"x{loss.get('contrastive_weight')}, TS x{loss.get('ts_weight')}"

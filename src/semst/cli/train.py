@@ -47,11 +47,30 @@ def add_parser(subparsers) -> None:
         default=[],
         help="override config values, e.g. --set loss.ts_weight=1 train.batch_size=4",
     )
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--multiscale",
+        dest="multiscale",
+        action="store_true",
+        default=None,
+        help="global + local generators fused by scale attention (paper 3.3; multiscale.enabled=true, the "
+        "semst preset's default); crops from the multiscale.* settings",
+    )
+    scale.add_argument(
+        "--single-scale",
+        dest="multiscale",
+        action="store_false",
+        help="one generator on data.crop_size crops (multiscale.enabled=false; the cut/fastcut presets' "
+        "default, the ablation 'w/o multi-scale' of the paper's Table 3, and the paper's choice for 256 px "
+        "data sets)",
+    )
     p.add_argument(
         "--crop-size",
         type=int,
         metavar="PX",
-        help="training crop size; also sets --load-size to CUT's ratio 286/256 unless given (default: data.crop_size of the config, 256 in the presets)",
+        help="single-scale training crop size; also sets --load-size to CUT's ratio 286/256 unless given "
+        "(default: data.crop_size of the config, 256 in the presets; multi-scale crops are "
+        "multiscale.global_size and multiscale.local_size)",
     )
     p.add_argument(
         "--load-size",
@@ -116,6 +135,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         "train.max_steps": args.max_steps,
         "train.device": args.device,
         "train.seed": args.seed,
+        "multiscale.enabled": args.multiscale,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.crop_size is not None and args.load_size is None and "data.load_size" not in overrides:

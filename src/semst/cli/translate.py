@@ -39,12 +39,31 @@ def add_parser(subparsers) -> None:
         type=int,
         metavar="PX",
         help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
-        "(default: the whole image at once; tiles change instance-norm statistics slightly)",
+        "(default: multi-scale models tile their local generator at its training crop size, "
+        "multiscale.local_size; single-scale models translate the whole image at once, as tiles change "
+        "instance-norm statistics slightly)",
     )
     p.add_argument(
-        "--tile-overlap", type=int, default=64, metavar="PX", help="pixels shared by neighbouring tiles"
+        "--tile-overlap",
+        type=int,
+        metavar="PX",
+        help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
+        "tile for multi-scale models, 64 otherwise)",
     )
-    p.add_argument("--tile-batch", type=int, default=4, metavar="N", help="tiles translated at once")
+    p.add_argument("--tile-batch", type=int, metavar="N", help="tiles translated at once (default: 4)")
+    p.add_argument(
+        "--global-window",
+        type=int,
+        metavar="PX",
+        help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
+        "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
+    )
+    p.add_argument(
+        "--fusion-panels",
+        metavar="DIR",
+        help="multi-scale models: also write, per image, a picture of the global output, the local output, "
+        "the scale attention M_s as a heat map and the fused result (needs matplotlib: semst[viz])",
+    )
     p.add_argument("--no-overwrite", action="store_true", help="skip images whose output already exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -56,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     plan_outputs(args.inputs, args.output, args.ext)  # fail on bad inputs before loading the model
     model = SemST.from_checkpoint(args.checkpoint, device=args.device)
+    if args.fusion_panels and not model.multiscale:
+        raise ValueError(f"--fusion-panels: {model.checkpoint_path} is a single-scale model (one generator)")
+    if args.global_window and not model.multiscale:
+        raise ValueError(f"--global-window: {model.checkpoint_path} is a single-scale model (one generator)")
     report = translate_files(
         model,
         args.inputs,
@@ -63,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
         ext=args.ext,
         overwrite=not args.no_overwrite,
         progress=not args.no_progress,
+        fusion_dir=args.fusion_panels,
         tile=args.tile,
         overlap=args.tile_overlap,
         tile_batch=args.tile_batch,
+        global_window=args.global_window,
     )
     print(
         f"translated {len(report.written)} image(s) into {args.output}"
