@@ -9,16 +9,23 @@ from semst import checkpoint as ckpt
 from semst.model import SemST
 from semst.training.loop import train
 
+from .conftest import TINY_MULTISCALE
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
 
+@pytest.mark.parametrize("multiscale", [False, True], ids=["single-scale", "multi-scale"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_train_and_resume_on_cuda(tmp_path, image_folders, make_config, precision):
+def test_train_and_resume_on_cuda(tmp_path, image_folders, make_config, precision, multiscale):
     source, target = image_folders
-    overrides = {"train.device": "cuda", "train.precision": precision}
+    overrides = {
+        "train.device": "cuda",
+        "train.precision": precision,
+        **(TINY_MULTISCALE if multiscale else {}),
+    }
     config = make_config("semst", source, target, **overrides, **{"train.max_steps": 2})
     first = train(config, tmp_path / "run", progress=False)
     assert ckpt.read_metadata(first)["step"] == 2
@@ -32,12 +39,16 @@ def test_train_and_resume_on_cuda(tmp_path, image_folders, make_config, precisio
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if t.is_floating_point())
 
 
-def test_translate_on_cuda_matches_cpu(tmp_path, image_folders, make_config):
+@pytest.mark.parametrize("multiscale", [False, True], ids=["single-scale", "multi-scale"])
+def test_translate_on_cuda_matches_cpu(tmp_path, image_folders, make_config, multiscale):
     source, target = image_folders
+    extra = TINY_MULTISCALE if multiscale else {}
     path = train(
-        make_config("semst", source, target, **{"train.max_steps": 1}), tmp_path / "run", progress=False
+        make_config("semst", source, target, **{"train.max_steps": 1, **extra}),
+        tmp_path / "run",
+        progress=False,
     )
-    x = torch.rand(1, 3, 37, 29)
+    x = torch.rand(1, 3, 137, 229)  # several local tiles and a global window for the multi-scale model
     cpu = SemST.from_checkpoint(path, device="cpu").translate(x)
     gpu = SemST.from_checkpoint(path, device="cuda").translate(x.cuda())
     assert gpu.device.type == "cuda"

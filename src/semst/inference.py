@@ -99,6 +99,8 @@ def translate_files(
             report.failed.append((src, str(exc)))
             continue
         try:
+            # Large images get a second progress bar over their tile batches.
+            tiling["progress"] = progress and image.width * image.height > 1_000_000
             if fusion_dir is None:
                 result = model.translate(image, **tiling)
             else:

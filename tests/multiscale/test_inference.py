@@ -104,11 +104,11 @@ def test_large_images_use_global_windows_and_stay_seamless(model):
     assert columns.max() < 6 * columns.median()
 
 
-def test_model_translate_uses_the_multiscale_path_and_training_crop_tiles(model):
-    assert model.default_tiling() == {"tile": 32, "overlap": 8, "tile_batch": 4, "global_window": 64}
+def test_model_translate_uses_the_multiscale_path_and_its_tiling_defaults(model):
+    assert model.default_tiling() == {"tile": 512, "overlap": 128, "tile_batch": 1, "global_window": 64}
     image = torch.rand(1, 3, 50, 90)
-    out = model.translate(image)
-    expected = (_run(model, image * 2 - 1, tile_batch=4) + 1) / 2
+    out = model.translate(image, tile=32, overlap=8)
+    expected = (_run(model, image * 2 - 1, tile_batch=1) + 1) / 2
     torch.testing.assert_close(out, expected)
 
 

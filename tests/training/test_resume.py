@@ -148,3 +148,21 @@ def test_steps_follow_the_epoch_schedule(image_folders, make_config):
     config = make_config("semst", source, target, **{"train.constant_epochs": 2, "train.decay_epochs": 3})
     assert loop.total_steps(config, steps_per_epoch=4) == 20
     assert loop.total_steps(make_config("semst", source, target, **{"train.max_steps": 7}), 4) == 7
+
+
+def test_small_images_get_a_multiscale_warning(tmp_path, make_config):
+    from semst.data import UnpairedImages
+    from semst.training.loop import check_multiscale_image_sizes
+
+    from ..conftest import write_images
+
+    write_images(tmp_path / "A", 2, (50, 40), seed=0)
+    write_images(tmp_path / "B", 2, (200, 120), seed=1)
+    dataset = UnpairedImages(tmp_path / "A", tmp_path / "B")
+    config = make_config("semst", **TINY_MULTISCALE)  # global region 64 px
+    warning = check_multiscale_image_sizes(config, dataset)
+    assert "2 of the first images" in warning and "img_00.png (50x40)" in warning
+    assert "--single-scale" in warning
+    assert check_multiscale_image_sizes(make_config("semst"), dataset) is None  # single-scale: no warning
+    wide = make_config("semst", **{**TINY_MULTISCALE, "multiscale.image_width": 64})
+    assert "(64x" in check_multiscale_image_sizes(wide, dataset)  # sizes after the configured resize

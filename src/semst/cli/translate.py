@@ -39,9 +39,9 @@ def add_parser(subparsers) -> None:
         type=int,
         metavar="PX",
         help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
-        "(default: multi-scale models tile their local generator at its training crop size, "
-        "multiscale.local_size; single-scale models translate the whole image at once, as tiles change "
-        "instance-norm statistics slightly)",
+        "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
+        "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
+        "statistics slightly)",
     )
     p.add_argument(
         "--tile-overlap",
@@ -50,7 +50,12 @@ def add_parser(subparsers) -> None:
         help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
         "tile for multi-scale models, 64 otherwise)",
     )
-    p.add_argument("--tile-batch", type=int, metavar="N", help="tiles translated at once (default: 4)")
+    p.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="N",
+        help="tiles translated at once; raise it on a GPU (default: 1 for multi-scale, 4 for single-scale)",
+    )
     p.add_argument(
         "--global-window",
         type=int,

@@ -71,6 +71,10 @@ class RunLogger:
         if self.enabled:
             log.info(message)
 
+    def warning(self, message: str) -> None:
+        if self.enabled:
+            log.warning(message)
+
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         if not self.enabled:
             return

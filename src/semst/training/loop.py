@@ -126,6 +126,38 @@ def multiscale_sampling(config: ExperimentConfig) -> dict[str, Any] | None:
     }
 
 
+def check_multiscale_image_sizes(
+    config: ExperimentConfig, dataset: UnpairedImages, sample: int = 20
+) -> str | None:
+    """A warning if images are smaller than the multi-scale global region (they would be upscaled)."""
+    from PIL import Image
+
+    ms = config.multiscale
+    if not ms.enabled:
+        return None
+    region = ms.global_size * ms.scale
+    small = []
+    for paths in (dataset.source_paths, dataset.target_paths):
+        for path in paths[:sample]:
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except OSError:
+                continue  # unreadable files are reported by the data loader, with their names
+            if ms.image_width is not None:
+                width, height = ms.image_width, round(height * ms.image_width / width)
+            if min(width, height) < region:
+                small.append(f"{path.name} ({width}x{height})")
+    if not small:
+        return None
+    return (
+        f"{len(small)} of the first images (e.g. {', '.join(small[:3])}) are smaller than the multi-scale "
+        f"global region of {region} px (multiscale.global_size x multiscale.scale) and will be upscaled to "
+        "cover it. For small images train single-scale (--single-scale, as the paper does for 256 px data "
+        "sets) or lower multiscale.global_size / multiscale.scale."
+    )
+
+
 def run_step(
     config: ExperimentConfig,
     networks: dict,
@@ -243,6 +275,9 @@ def train(
         + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
     )
 
+    warning = check_multiscale_image_sizes(config, dataset)
+    if warning:
+        logger.warning(warning)
     checkpoint_dir = run_dir / "checkpoints"
     last_path = resume_from
 
