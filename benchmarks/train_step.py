@@ -1,11 +1,13 @@
-"""Time one training step of the ``cut`` and ``semst`` presets at the same size and print the ratio.
+"""Time one training step of ``cut``, single-scale ``semst`` and multi-scale ``semst-ms`` at one crop size.
 
     python benchmarks/train_step.py                       # 256 px, CUT's full-size networks, batch 1
     python benchmarks/train_step.py --size 128 --base-channels 32 --steps 10
-    python benchmarks/train_step.py --device cuda --precision bf16
+    python benchmarks/train_step.py --presets cut,semst,semst-ms --device cuda --precision bf16
 
-Both presets run the same networks and data; they differ only in the losses (PatchNCE vs hDCE + TS),
-so the ratio is the cost of SemST's losses. Steps alternate between the presets (ABAB...) so that
+``cut`` and ``semst`` run the same networks and data and differ only in the losses (PatchNCE vs hDCE +
+TS), so their ratio is the cost of SemST's losses. ``semst-ms`` is the multi-scale model (paper 3.3) with
+global and local crops of ``--size`` (the global one covering a region twice as large): two generators,
+the attention head and the fusion. Steps alternate between the presets (ABAB...) so that
 machine-load drift affects both alike; the median of the timed steps is reported. Results and the
 commands that produced them are recorded in docs/benchmarks.md.
 """
@@ -21,17 +23,25 @@ import torch
 from semst.config import load_config
 from semst.model import SemST
 from semst.runtime import tune_cpu_allocator
+from semst.training.loop import run_step
 from semst.training.state import make_optimizers, training_networks
-from semst.training.step import train_step
+
+VARIANTS = {"cut": ("cut", False), "semst": ("semst", False), "semst-ms": ("semst", True)}
 
 
-def build(preset: str, args: argparse.Namespace, device: torch.device):
+def build(variant: str, args: argparse.Namespace, device: torch.device):
+    preset, multiscale = VARIANTS[variant]
     config = load_config(
         preset,
         overrides={
             "generator.base_channels": args.base_channels,
             "discriminator.base_channels": args.base_channels,
             "data.crop_size": args.size,
+            "multiscale.enabled": multiscale,
+            "multiscale.global_size": args.size,
+            "multiscale.local_size": args.size,
+            "multiscale.scale": 2,
+            "train.precision": args.precision,
         },
     )
     torch.manual_seed(0)
@@ -53,7 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--presets", default="cut,semst")
+    parser.add_argument("--presets", default="cut,semst", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default mmap threshold")
     args = parser.parse_args()
     if not args.no_malloc_tuning and args.device == "cpu":
@@ -72,8 +82,12 @@ def main() -> None:
         for p in presets
     }
     gen = torch.Generator().manual_seed(0)
-    source = (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
-    target = (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+    batch = {
+        name: (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+        for name in ("source", "target", "source_global", "source_local", "target_global", "target_local")
+    }
+    quarter = args.size // 4  # the local crop in the middle of the global region: box in global pixels
+    batch["source_box"] = torch.tensor([[quarter, quarter, args.size // 2, args.size // 2]] * args.batch_size)
     times: dict[str, list[float]] = {p: [] for p in presets}
     for i in range(args.warmup + args.steps):
         for preset in presets:
@@ -81,16 +95,14 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            train_step(
+            run_step(
+                config,
                 networks,
                 optimizers,
-                source,
-                target,
-                loss_cfg=config.loss,
-                projection_cfg=config.projection,
-                seed=0,
+                batch,
                 step=i,
-                precision=args.precision,
+                image_offset=0,
+                dist=None,
                 scalers=scalers[preset],
             )
             if device.type == "cuda":
@@ -107,6 +119,8 @@ def main() -> None:
         print(f"  {preset:8s} {medians[preset]:.4f} s/step  (min {min(times[preset]):.4f})")
     if "cut" in medians and "semst" in medians:
         print(f"  semst / cut = {medians['semst'] / medians['cut']:.3f}")
+    if "semst" in medians and "semst-ms" in medians:
+        print(f"  semst-ms / semst = {medians['semst-ms'] / medians['semst']:.3f}")
 
 
 if __name__ == "__main__":

@@ -241,3 +241,8 @@ def test_scale_switches_in_dry_run(tmp_path, capsys):
         assert f"multiscale:\n  enabled: {expected}" in text
     assert main(["train", "--out", str(tmp_path / "x"), "--dry-run"]) == 0
     assert "multiscale:\n  enabled: true" in capsys.readouterr().out  # the semst preset's default
+    # --crop-size sets the single-scale crop and both multi-scale crops; explicit --set values win.
+    args = ["train", "--out", str(tmp_path / "y"), "--crop-size", "128", "--dry-run"]
+    assert main(args + ["--set", "multiscale.local_size=64"]) == 0
+    text = capsys.readouterr().out
+    assert "crop_size: 128" in text and "global_size: 128" in text and "local_size: 64" in text

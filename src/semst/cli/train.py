@@ -68,9 +68,9 @@ def add_parser(subparsers) -> None:
         "--crop-size",
         type=int,
         metavar="PX",
-        help="single-scale training crop size; also sets --load-size to CUT's ratio 286/256 unless given "
-        "(default: data.crop_size of the config, 256 in the presets; multi-scale crops are "
-        "multiscale.global_size and multiscale.local_size)",
+        help="training crop size: single-scale crops (data.crop_size; also sets --load-size to CUT's ratio "
+        "286/256 unless given) and multi-scale global and local crops (multiscale.global_size and "
+        "multiscale.local_size, equal as in the paper) (default: 256 in the presets)",
     )
     p.add_argument(
         "--load-size",
@@ -138,9 +138,12 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         "multiscale.enabled": args.multiscale,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    if args.crop_size is not None and args.load_size is None and "data.load_size" not in overrides:
-        # Keep CUT's ratio of resize to crop (286 / 256) when only the crop size is given.
-        overrides["data.load_size"] = round(args.crop_size * 286 / 256)
+    if args.crop_size is not None:
+        if args.load_size is None and "data.load_size" not in overrides:
+            # Keep CUT's ratio of resize to crop (286 / 256) when only the crop size is given.
+            overrides["data.load_size"] = round(args.crop_size * 286 / 256)
+        for key in ("multiscale.global_size", "multiscale.local_size"):
+            overrides.setdefault(key, args.crop_size)
     if args.resume:
         if args.preset or args.config:
             raise ConfigError("--resume continues with the run's saved config; drop --preset/--config")
