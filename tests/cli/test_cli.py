@@ -223,6 +223,15 @@ def test_multiscale_train_translate_with_fusion_panels_and_info(tmp_path, image_
     assert panel.width > 4 * panel.height  # five images in a row
     assert main(["info", str(run)]) == 0
     assert "multi-scale global 32 px crops of 64 px regions" in capsys.readouterr().out
+    for bad, message in (
+        (["--tile-overlap", "600"], "must be smaller than the tile (512 px)"),  # the default tile
+        (["--tile", "64", "--tile-overlap", "64"], "must be smaller than the tile (64 px)"),
+        (["--tile-batch", "0"], "--tile-batch must be a positive number"),
+        (["--tile-overlap", "-1"], "--tile-overlap must be >= 0"),
+    ):
+        assert main(["translate", str(run), str(big), "-o", str(tmp_path / "bad"), *bad]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
     single = tmp_path / "single"
     assert main(_train_args(source, target, single, "--max-steps", "1", "--single-scale")) == 0

@@ -74,6 +74,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def check_tiling(defaults: dict[str, int], args: argparse.Namespace) -> None:
+    """Refuse impossible tiling settings before any image is read (defaults: ``SemST.default_tiling()``)."""
+    given = {"--tile": args.tile, "--tile-batch": args.tile_batch, "--global-window": args.global_window}
+    for flag, value in given.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive number, got {value}")
+    if args.tile_overlap is not None and args.tile_overlap < 0:
+        raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    tile = args.tile or defaults["tile"]
+    overlap = defaults["overlap"] if args.tile_overlap is None else args.tile_overlap
+    if tile and overlap >= tile:
+        raise ValueError(f"--tile-overlap ({overlap}) must be smaller than the tile ({tile} px)")
+
+
 def run(args: argparse.Namespace) -> int:
     from semst.inference import plan_outputs, translate_files
     from semst.model import SemST
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--fusion-panels: {model.checkpoint_path} is a single-scale model (one generator)")
     if args.global_window and not model.multiscale:
         raise ValueError(f"--global-window: {model.checkpoint_path} is a single-scale model (one generator)")
+    check_tiling(model.default_tiling(), args)
     report = translate_files(
         model,
         args.inputs,
