@@ -1,4 +1,4 @@
-"""The ``semst`` command line: ``semst train``, ``semst translate``, ``semst info``, ``semst demo``.
+"""The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``world``, ``demo``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``; to add
 one, write the module and list it in ``COMMANDS``. Library code logs through ``logging``; only this
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 import semst
-from semst.cli import demo, info, train, translate
+from semst.cli import demo, info, train, translate, world
 
-COMMANDS = {"train": train, "translate": translate, "info": info, "demo": demo}
+COMMANDS = {"train": train, "translate": translate, "info": info, "world": world, "demo": demo}
 
 
 class _TqdmHandler(logging.Handler):

@@ -1,0 +1,212 @@
+"""Write the procedural labelled world to disk, in the layouts semst's loaders read.
+
+``write_world(out, seed=0, train=200, test=50)`` creates::
+
+    out/manifest.json            what was written: settings, file counts, class pixel fractions per domain
+    out/class_histograms.png     the class statistics of both domains side by side (needs matplotlib)
+    out/street/trainA/*.png      source domain (game-like) street scenes     (semst train --data out/street)
+    out/street/trainA_labels/    their label maps (Cityscapes trainIds, 255 = ignore), same file names
+    out/street/trainB/ ...       target domain (photo-like) scenes, other layouts, other class statistics
+    out/street/testA/ testB/ (+ _labels)   held-out scenes of each domain
+    out/street/parsing/train/ test/        the target scenes' label maps in the Cityscapes palette
+                                           (parsing to image: parsing/train -> trainB; labels trainB_labels)
+    out/aerial/trainA/ testA/    aerial photos; out/aerial/trainB/ testB/ the matching maps (paired by name)
+
+Every file is a pure function of (seed, domain, split, index). Writing is atomic per file and resumable:
+running the same command again skips files that exist, and a folder written with other settings is
+refused instead of being mixed with new files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from semst.data.images import save_image
+from semst.world.aerial import generate_aerial, render_aerial, render_map
+from semst.world.layout import DOMAIN_STATS, WORLD_CLASSES, class_histogram, generate_scene, scene_seed
+from semst.world.render import render_parsing, render_source, render_target
+
+log = logging.getLogger("semst.world")
+
+MANIFEST = "manifest.json"
+FORMAT = "semst-world"
+FORMAT_VERSION = 1
+
+
+def _settings(seed: int, train: int, test: int, size: tuple[int, int], aerial_size: int | None) -> dict:
+    return {"seed": seed, "train": train, "test": test, "size": list(size), "aerial_size": aerial_size}
+
+
+def _check_existing(out: Path, settings: dict) -> None:
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{manifest} is not valid JSON ({exc}); remove it or choose another --out"
+            ) from exc
+        if saved.get("format") != FORMAT:
+            raise ValueError(f"{manifest} is not a semst world manifest; choose another --out")
+        if saved.get("settings") != settings:
+            raise ValueError(
+                f"{out} holds a world written with other settings ({saved.get('settings')}); nothing was "
+                f"changed. Choose another --out, or repeat the original settings to complete it."
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty (and holds no {MANIFEST}); choose another --out")
+
+
+def write_world(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    train: int = 200,
+    test: int = 50,
+    size: tuple[int, int] = (512, 256),
+    aerial_size: int | None = 256,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate and write the world (see the module docstring); returns the manifest.
+
+    Args:
+        out: the output folder (created).
+        seed: the seed of every layout and rendering.
+        train, test: scenes per domain and split (the aerial set has as many pairs).
+        size: street scene size (width, height); 2:1 like Cityscapes by default.
+        aerial_size: side of the square aerial pairs; None skips the aerial set.
+    """
+    out = Path(out)
+    width, height = size
+    if train < 1 or test < 0:
+        raise ValueError(
+            f"need at least one training scene and no negative counts (train={train}, test={test})"
+        )
+    settings = _settings(seed, train, test, (width, height), aerial_size)
+    _check_existing(out, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    # Write the manifest's settings first, so an interrupted run is recognised and completed next time.
+    (out / MANIFEST).write_text(
+        json.dumps({"format": FORMAT, "settings": settings}, indent=2), encoding="utf-8"
+    )
+
+    jobs = [
+        (domain, split, i)
+        for split, count in (("train", train), ("test", test))
+        for domain in ("source", "target")
+        for i in range(count)
+    ]
+    pixels = {domain: np.zeros(19, np.int64) for domain in ("source", "target")}
+    street = out / "street"
+    for domain, split, index in tqdm(jobs, desc="street scenes", unit="img", disable=not progress):
+        letter = "A" if domain == "source" else "B"
+        name = f"{split}_{index:05d}.png"
+        image_path = street / f"{split}{letter}" / name
+        label_path = street / f"{split}{letter}_labels" / name
+        parsing_path = street / "parsing" / split / name
+        rng = scene_seed(seed, domain, split, index)
+        scene = generate_scene(rng, DOMAIN_STATS[domain], width, height)
+        if split == "train":
+            pixels[domain] += class_histogram(scene.labels)
+        wanted = [image_path, label_path] + ([parsing_path] if domain == "target" else [])
+        if all(p.is_file() for p in wanted):
+            continue
+        render = render_source if domain == "source" else render_target
+        save_image(Image.fromarray(render(scene, rng)), image_path)
+        save_image(Image.fromarray(scene.labels, mode="L"), label_path)
+        if domain == "target":
+            save_image(Image.fromarray(render_parsing(scene)), parsing_path)
+
+    counts = {
+        "street": {
+            f"{split}{letter}": n for split, n in (("train", train), ("test", test)) for letter in "AB"
+        }
+    }
+    if aerial_size is not None:
+        aerial = out / "aerial"
+        pairs = [(split, i) for split, count in (("train", train), ("test", test)) for i in range(count)]
+        for split, index in tqdm(pairs, desc="aerial pairs", unit="pair", disable=not progress):
+            name = f"{split}_{index:05d}.png"
+            photo_path, map_path = aerial / f"{split}A" / name, aerial / f"{split}B" / name
+            if photo_path.is_file() and map_path.is_file():
+                continue
+            rng = scene_seed(seed, "aerial", split, index)
+            layout = generate_aerial(rng, aerial_size)
+            save_image(Image.fromarray(render_aerial(layout, rng)), photo_path)
+            save_image(Image.fromarray(render_map(layout)), map_path)
+        counts["aerial"] = {
+            f"{split}{letter}": n for split, n in (("train", train), ("test", test)) for letter in "AB"
+        }
+
+    fractions = {
+        domain: {
+            WORLD_CLASSES[c]: float(pixels[domain][c] / max(1, pixels[domain].sum())) for c in WORLD_CLASSES
+        }
+        for domain in pixels
+    }
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "settings": settings,
+        "classes": {str(c): name for c, name in WORLD_CLASSES.items()},
+        "label_convention": "Cityscapes trainIds (0-18), 255 = ignore; label maps are 8-bit PNGs",
+        "counts": counts,
+        "train_class_pixel_fractions": fractions,
+        "tasks": {
+            "street": "source street/trainA -> target street/trainB (GTA5 -> Cityscapes stand-in); "
+            "score translations of street/testA against street/testA_labels",
+            "parsing": "street/parsing/train -> street/trainB (Cityscapes parsing -> image stand-in); "
+            "score translations of street/parsing/test against street/testB_labels",
+            "aerial": "aerial/trainA (photos) -> aerial/trainB (maps), paired by name; "
+            "score translations of aerial/testA against aerial/testB",
+        },
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    try:
+        plot_class_histograms(fractions, out / "class_histograms.png")
+    except RuntimeError as exc:  # matplotlib is optional
+        log.warning("%s", exc)
+    return manifest
+
+
+def plot_class_histograms(fractions: dict[str, dict[str, float]], path: str | Path) -> Path:
+    """Bar chart of the class pixel fractions of each domain (like the paper's Figure 1)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError("class histograms need matplotlib: pip install 'semst[viz]'") from exc
+    names = list(next(iter(fractions.values())))
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(9, 3.4), dpi=110)
+    colors = {"source": "#d95f02", "target": "#1b9e77"}
+    for k, (domain, values) in enumerate(fractions.items()):
+        ax.bar(
+            x + (k - 0.5) * 0.4,
+            [100 * values[n] for n in names],
+            width=0.4,
+            label=domain,
+            color=colors.get(domain),
+        )
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("% of training pixels")
+    ax.set_title("Class statistics of the two domains (training scenes)")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
