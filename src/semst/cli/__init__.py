@@ -1,4 +1,5 @@
-"""The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``world``, ``demo``.
+"""The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``world``, ``segmenter``, ``evaluate``,
+``demo``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``; to add
 one, write the module and list it in ``COMMANDS``. Library code logs through ``logging``; only this
@@ -15,9 +16,17 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 import semst
-from semst.cli import demo, info, train, translate, world
+from semst.cli import demo, evaluate, info, segmenter, train, translate, world
 
-COMMANDS = {"train": train, "translate": translate, "info": info, "world": world, "demo": demo}
+COMMANDS = {
+    "train": train,
+    "translate": translate,
+    "info": info,
+    "world": world,
+    "segmenter": segmenter,
+    "evaluate": evaluate,
+    "demo": demo,
+}
 
 
 class _TqdmHandler(logging.Handler):
@@ -65,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        # Configuration, data and checkpoint problems: one clear line, no traceback.
+    except (ValueError, FileNotFoundError, OSError, ImportError) as exc:
+        # Configuration, data and checkpoint problems and missing optional packages: one clear line.
         print(f"semst {args.command}: error: {exc}", file=sys.stderr)
         return 1

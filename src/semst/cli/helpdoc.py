@@ -5,6 +5,7 @@ current.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import os
@@ -29,7 +30,19 @@ def render_cli() -> str:
         "```",
     ]
     for name in COMMANDS:
-        parts += ["", f"## semst {name}", "", "```text", subparsers[name].format_help().rstrip(), "```"]
+        command = subparsers[name]
+        parts += ["", f"## semst {name}", "", "```text", command.format_help().rstrip(), "```"]
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            for sub, subparser in action.choices.items():
+                parts += [
+                    "",
+                    f"### semst {name} {sub}",
+                    "",
+                    "```text",
+                    subparser.format_help().rstrip(),
+                    "```",
+                ]
     return "\n".join(parts) + "\n"
 
 

@@ -1,0 +1,312 @@
+"""Training the evaluation segmenter on labelled target-domain images (the paper's FCN-8s, semst's U-Net).
+
+The semantic-distortion protocol needs a segmenter trained on the TARGET domain; :func:`train_segmenter`
+trains a :class:`~semst.segmentation.network.SegmentationUNet` on (image, label map) pairs and writes a safe
+checkpoint. Label maps are single-channel PNGs (mode ``L`` or ``P``) whose pixel values are class ids, with
+255 meaning "ignore" (Cityscapes trainIds 0..18 for the paper's GTA -> Cityscapes task).
+
+Randomness is a pure function of the seed: the weight initialisation is seeded by ``seed``, the sample
+order by ``(seed, epoch)`` and each sample's augmentation by ``(seed, step, position in batch)``, so the
+same call gives bit-identical weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from semst.data.images import load_rgb
+from semst.data.labels import IGNORE_INDEX, load_label_map
+from semst.evaluation.segmentation import evaluate_segmentation
+from semst.segmentation.loading import save_segmenter
+from semst.segmentation.network import SegmentationUNet
+
+__all__ = ["IGNORE_INDEX", "train_segmenter"]
+
+log = logging.getLogger("semst.segmenter")
+
+
+def _load_label_map(path: Path, num_classes: int) -> np.ndarray:
+    """Reads a label map as (H, W) uint8 class ids; values must be < ``num_classes`` or 255 (ignore)."""
+    values = load_label_map(path)
+    invalid = (values >= num_classes) & (values != IGNORE_INDEX)
+    if invalid.any():
+        found = sorted(int(v) for v in np.unique(values[invalid]))[:10]
+        raise ValueError(
+            f"label map {path} contains values {found}, which are neither class ids 0..{num_classes - 1} "
+            f"nor {IGNORE_INDEX} (ignore); is num_classes={num_classes} right, or does the map hold "
+            f"label ids instead of train ids?"
+        )
+    return values
+
+
+def _check_pairs(pairs: Sequence[tuple[Path, Path]], what: str) -> list[tuple[Path, Path]]:
+    """Checks that every file exists and each label map has its image's size (headers only, no decoding)."""
+    checked = []
+    for image_path, label_path in pairs:
+        image_path, label_path = Path(image_path), Path(label_path)
+        for path, kind in ((image_path, "image"), (label_path, "label map")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{what}: {kind} {path} does not exist")
+        try:
+            with Image.open(image_path) as image, Image.open(label_path) as label:
+                image_size, label_size = image.size, label.size
+        except Exception as exc:
+            raise ValueError(
+                f"{what}: {image_path} or {label_path} is not a readable image: {type(exc).__name__}: {exc}"
+            ) from exc
+        if image_size != label_size:
+            raise ValueError(
+                f"{what}: image {image_path} is {image_size[0]}x{image_size[1]} but its label map "
+                f"{label_path} is {label_size[0]}x{label_size[1]}; they must have the same size"
+            )
+        checked.append((image_path, label_path))
+    return checked
+
+
+def _crop_hw(crop_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(crop_size, int):
+        crop = (crop_size, crop_size)
+    else:
+        crop = tuple(int(v) for v in crop_size)
+    if len(crop) != 2 or min(crop) < 1:
+        raise ValueError(f"crop_size must be a positive int or (height, width), got {crop_size!r}")
+    return crop[0], crop[1]
+
+
+def _augment(
+    image: Image.Image,
+    label: np.ndarray,
+    crop: tuple[int, int],
+    scale_range: tuple[float, float],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale jitter, random crop (padded with ignore where the image is smaller) and horizontal flip.
+
+    Returns:
+        The image crop (h, w, 3) uint8 and the label crop (h, w) uint8.
+    """
+    scale = rng.uniform(*scale_range)
+    width, height = image.size
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != image.size:
+        image = image.resize(size, Image.BILINEAR)
+        # Labels are ids, never interpolated: NEAREST only.
+        label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+    pixels = np.asarray(image)  # (H, W, 3)
+    crop_h, crop_w = crop
+    top = int(rng.integers(0, max(0, pixels.shape[0] - crop_h) + 1))
+    left = int(rng.integers(0, max(0, pixels.shape[1] - crop_w) + 1))
+    pixels = pixels[top : top + crop_h, left : left + crop_w]
+    label = label[top : top + crop_h, left : left + crop_w]
+    out_image = np.zeros((crop_h, crop_w, 3), dtype=np.uint8)
+    out_label = np.full((crop_h, crop_w), IGNORE_INDEX, dtype=np.uint8)
+    out_image[: pixels.shape[0], : pixels.shape[1]] = pixels
+    out_label[: label.shape[0], : label.shape[1]] = label
+    if rng.random() < 0.5:
+        out_image, out_label = out_image[:, ::-1], out_label[:, ::-1]
+    return out_image, out_label
+
+
+def _to_batch(images: list[np.ndarray], labels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (h, w, 3) images and (h, w) labels -> (B, 3, h, w) float32 in [0, 1] and (B, h, w) int64."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, h, w)
+    y = torch.from_numpy(np.stack(labels).astype(np.int64))  # (B, h, w)
+    return x.contiguous(), y
+
+
+def _lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then poly decay ``(1 - t)**0.9`` (DeepLab's schedule) to zero at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return (1.0 - progress) ** 0.9
+
+
+def _evaluate(
+    network: SegmentationUNet,
+    pairs: Sequence[tuple[Path, Path]],
+    num_classes: int,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, object]:
+    """Segments each validation image whole and scores it (semst.evaluation, one confusion matrix)."""
+    was_training = network.training
+    network.eval()
+    try:
+        scores = evaluate_segmentation(
+            network, pairs, num_classes=num_classes, device=device, progress=progress
+        )
+    finally:
+        network.train(was_training)
+    return {
+        "pixel_accuracy": scores["pixel_accuracy"],
+        "mean_iou": scores["mean_iou"],
+        "class_iou": scores["per_class_iou"],
+    }
+
+
+def train_segmenter(
+    pairs: Sequence[tuple[Path, Path]],
+    *,
+    num_classes: int,
+    out: Path,
+    class_names: Sequence[str] | None = None,
+    steps: int,
+    crop_size: int | tuple[int, int],
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+    val_pairs: Sequence[tuple[Path, Path]] | None = None,
+    progress: bool = True,
+    width: int = 24,
+    depth: int = 4,
+    norm: str = "group",
+    weight_decay: float = 1e-4,
+    warmup_steps: int | None = None,
+    scale_range: tuple[float, float] = (0.75, 1.25),
+    log_every: int = 50,
+) -> Path:
+    """Trains a :class:`SegmentationUNet` on labelled images and saves it as a semst segmenter checkpoint.
+
+    AdamW with linear warm-up and poly decay, cross-entropy with ``ignore_index=255``. Each sample is a
+    random crop of a randomly rescaled (``scale_range``), randomly flipped image; label maps are resized with
+    nearest-neighbour only, and crop parts outside a small image are ignored.
+
+    Args:
+        pairs: (image, label map) files. Images in any format :func:`semst.data.images.load_rgb` reads;
+            label maps single-channel (mode L or P) with class ids and 255 for "ignore", the image's size.
+        num_classes: Number of classes (19 for Cityscapes trainIds).
+        out: Checkpoint file to write (``.safetensors``); its folder is created.
+        class_names: Optional names of the classes, stored in the checkpoint.
+        steps: Optimizer steps.
+        crop_size: Training crop, an int (square) or ``(height, width)``.
+        batch_size: Crops per step.
+        lr: Peak learning rate.
+        seed: Seed of the initialisation, the sample order and the augmentation.
+        device: Torch device to train on.
+        val_pairs: Optional (image, label map) files scored after training, whole images at their stored
+            size; the pixel accuracy, mean IoU and per-class IoU go into the checkpoint metadata ``val``.
+        progress: Show a tqdm progress bar.
+        width: Network width, see :class:`SegmentationUNet`.
+        depth: Network depth (number of downsamplings).
+        norm: "group" or "batch".
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps (default: 5% of ``steps``, at most 100).
+        scale_range: Range of the random rescaling factor.
+        log_every: Log the mean loss every this many steps (to ``logging.getLogger("semst.segmenter")``).
+
+    Returns:
+        The checkpoint path ``out``.
+
+    Raises:
+        FileNotFoundError: An image or label map is missing.
+        ValueError: Bad arguments, or a label map that is not single-channel, has another size than its
+            image, or holds values other than class ids and 255.
+    """
+    if steps < 1 or batch_size < 1 or lr <= 0 or log_every < 1:
+        raise ValueError(
+            f"train_segmenter needs steps >= 1, batch_size >= 1, lr > 0 and log_every >= 1; got {steps=}, "
+            f"{batch_size=}, {lr=}, {log_every=}"
+        )
+    if not 0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+    if not pairs:
+        raise ValueError("train_segmenter needs at least one (image, label map) pair")
+    crop = _crop_hw(crop_size)
+    train_files = _check_pairs(pairs, "training data")
+    val_files = _check_pairs(val_pairs, "validation data") if val_pairs else []
+    warmup = min(100, max(1, steps // 20)) if warmup_steps is None else max(1, warmup_steps)
+    torch_device = torch.device(device)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = SegmentationUNet(num_classes, width=width, depth=depth, norm=norm)
+    network.to(torch_device).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    parameters = sum(p.numel() for p in network.parameters())
+    log.info(
+        f"training a segmenter ({parameters / 1e6:.2f} M parameters, {network.architecture()}) on "
+        f"{len(train_files)} images: {steps} steps, batch {batch_size}, crop {crop[0]}x{crop[1]} (HxW)"
+    )
+
+    order: np.ndarray = np.empty(0, dtype=np.int64)
+    order_epoch = -1
+    window_loss, window_steps, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(total=steps, desc="train segmenter", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        for step in range(steps):
+            images, labels = [], []
+            for position in range(batch_size):
+                sample = step * batch_size + position
+                epoch = sample // len(train_files)
+                if epoch != order_epoch:
+                    order = np.random.default_rng([seed, epoch]).permutation(len(train_files))
+                    order_epoch = epoch
+                image_path, label_path = train_files[order[sample % len(train_files)]]
+                rng = np.random.default_rng([seed, step, position, 1])
+                image, label = _augment(
+                    load_rgb(image_path), _load_label_map(label_path, num_classes), crop, scale_range, rng
+                )
+                images.append(image)
+                labels.append(label)
+            x, y = _to_batch(images, labels)
+            x, y = x.to(torch_device), y.to(torch_device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * _lr_factor(step, steps, warmup)
+            bar.update(1)
+            if bool((y == IGNORE_INDEX).all()):
+                # Every pixel is ignored (the loss would be 0/0): nothing to learn, skip the step.
+                continue
+            loss = F.cross_entropy(network(x), y, ignore_index=IGNORE_INDEX)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"segmenter loss became {loss.item()} at step {step}; lower lr={lr}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            window_loss += loss.item()
+            window_steps += 1
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                elapsed = time.perf_counter() - start
+                log.info(
+                    f"step {step + 1}/{steps}: loss {window_loss / window_steps:.4f}, "
+                    f"lr {optimizer.param_groups[0]['lr']:.2e}, {elapsed / window_steps:.3f} s/step"
+                )
+                bar.set_postfix(loss=f"{window_loss / window_steps:.3f}")
+                window_loss, window_steps, start = 0.0, 0, time.perf_counter()
+    finally:
+        bar.close()
+    network.eval()
+
+    meta: dict[str, object] = {
+        "steps": steps,
+        "train_pairs": len(train_files),
+        "crop_size": list(crop),
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "scale_range": list(scale_range),
+        "seed": seed,
+        "ignore_index": IGNORE_INDEX,
+    }
+    if val_files:
+        scores = _evaluate(network, val_files, num_classes, torch_device, progress)
+        meta["val"] = {"pairs": len(val_files), **scores}
+        log.info(
+            f"validation on {len(val_files)} images: pixel accuracy {scores['pixel_accuracy']:.4f}, "
+            f"mean IoU {scores['mean_iou']:.4f}"
+        )
+    path = save_segmenter(network, out, class_names=class_names, extra_meta=meta)
+    log.info(f"segmenter saved to {path}")
+    return path

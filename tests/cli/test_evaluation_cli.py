@@ -1,0 +1,185 @@
+"""The scoring commands end to end on a tiny procedural world: world -> segmenter train -> evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semst.checkpoint import read_metadata
+from semst.cli import main
+from semst.evaluation.pictures import distortion_map, distortion_panel
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    assert (
+        main(
+            [
+                "world",
+                "--out",
+                str(out),
+                "--train",
+                "6",
+                "--test",
+                "2",
+                "--size",
+                "64x32",
+                "--aerial-size",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def segmenter(world, tmp_path_factory):
+    path = tmp_path_factory.mktemp("seg") / "segmenter.safetensors"
+    street = world / "street"
+    args = [
+        "segmenter",
+        "train",
+        "--images",
+        str(street / "trainB"),
+        "--labels",
+        str(street / "trainB_labels"),
+        "--val-images",
+        str(street / "testB"),
+        "--val-labels",
+        str(street / "testB_labels"),
+        "--out",
+        str(path),
+        "--steps",
+        "30",
+        "--crop-size",
+        "32",
+        "--width",
+        "8",
+        "--depth",
+        "2",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    return path
+
+
+def test_segmenter_reports_its_own_accuracy(segmenter, capsys):
+    meta = read_metadata(segmenter)
+    assert meta["kind"] == "segmenter" and meta["num_classes"] == 19 and meta["class_names"][10] == "sky"
+    assert 0 <= meta["val"]["pixel_accuracy"] <= 1 and meta["val"]["pairs"] == 2
+
+
+def test_evaluate_segmentation_writes_scores_and_pictures(world, segmenter, tmp_path, capsys):
+    street = world / "street"
+    scores_path, pictures = tmp_path / "scores.json", tmp_path / "pictures"
+    args = [
+        "evaluate",
+        "segmentation",
+        "--segmenter",
+        str(segmenter),
+        "--images",
+        str(street / "testA"),
+        "--labels",
+        str(street / "testA_labels"),
+        "--output",
+        str(scores_path),
+        "--pictures",
+        str(pictures),
+        "--sources",
+        str(street / "testA"),
+        "--max-pictures",
+        "1",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 images: pixel accuracy" in out and "1 distortion picture(s)" in out
+    scores = json.loads(scores_path.read_text())
+    assert scores["num_images"] == 2 and scores["num_pixels"] == 2 * 64 * 32
+    assert {"pixel_accuracy", "class_accuracy", "mean_iou", "per_class_iou", "confusion_matrix"} <= set(
+        scores
+    )
+    assert np.array(scores["confusion_matrix"]).sum() == scores["num_pixels"]
+    assert scores["class_names"][13] == "car"
+    assert len(list(pictures.glob("*.png"))) == 1
+
+
+def test_evaluate_paired_on_the_aerial_pairs(world, tmp_path, capsys):
+    aerial = world / "aerial"
+    path = tmp_path / "paired.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "paired",
+                "--pred",
+                str(aerial / "testB"),
+                "--gt",
+                str(aerial / "testB"),
+                "--output",
+                str(path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    same = json.loads(path.read_text())
+    assert same["rmse"] == 0 and same["accuracy_delta_5"] == 1 and same["num_images"] == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "paired",
+                "--pred",
+                str(aerial / "testA"),
+                "--gt",
+                str(aerial / "testB"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "2 image pairs: RMSE" in capsys.readouterr().out
+
+
+def test_missing_labels_are_named(world, segmenter, tmp_path, capsys):
+    street = world / "street"
+    (tmp_path / "test_00001.png").write_bytes((street / "testA_labels" / "test_00001.png").read_bytes())
+    args = [
+        "evaluate",
+        "segmentation",
+        "--segmenter",
+        str(segmenter),
+        "--images",
+        str(street / "testA"),
+        "--labels",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "test_00000" in err and "semst evaluate: error:" in err
+    assert main([*args[:-2], str(tmp_path / "nowhere"), "--no-progress"]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_distortion_map_marks_exactly_the_changed_pixels():
+    image = np.full((2, 3, 3), 100, np.uint8)
+    label = np.array([[10, 10, 255], [0, 0, 0]], np.uint8)
+    prediction = np.array([[10, 8, 8], [0, 13, 0]], np.uint8)
+    out = distortion_map(image, prediction, label)
+    grey = round(100 * 0.45 + 70)
+    assert out[0, 0].tolist() == [grey] * 3 and out[1, 0].tolist() == [grey] * 3  # right: grey
+    assert out[0, 1].tolist() == [107, 142, 35]  # sky seen as vegetation: vegetation's colour
+    assert out[1, 1].tolist() == [0, 0, 142]  # road seen as car
+    assert out[0, 2].tolist() == [25, 25, 25]  # ignored
+    panel = distortion_panel(image, prediction, label, source=image, height=20, title="x")
+    assert isinstance(panel, Image.Image) and panel.height == 20 + 32
+    with pytest.raises(ValueError, match="differ in size"):
+        distortion_map(image, prediction[:1], label)
