@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
@@ -157,13 +159,37 @@ def test_python_dash_m_semst_runs():
 
 
 def test_demo_quick(tmp_path, capsys):
+    """The whole demo on a tiny world: every stage runs, the report and metrics exist, and running it again
+    reuses what is complete (same metrics)."""
     pytest.importorskip("skimage")
-    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "comparison.png" in out
-    rocket = Image.open(tmp_path / "demo" / "translated" / "rocket.png")
-    assert rocket.size == (640, 427)
-    assert Image.open(tmp_path / "demo" / "comparison.png").width > 640
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["name"] for r in metrics["rows"]] == ["source (not translated)", "CUT", "SemST"]
+    for row in metrics["rows"]:
+        assert 0 <= row["pixel_accuracy"] <= 1 and len(row["per_class_iou"]) == 19
+    assert set(metrics["timings"]) >= {
+        "world",
+        "segmenter",
+        "train SemST",
+        "train CUT",
+        "translate",
+        "evaluate",
+    }
+    translated = sorted(p.name for p in (out / "translated" / "semst").glob("*.png"))
+    assert translated == ["test_00000.png", "test_00001.png"]
+    assert Image.open(out / "translated" / "cut" / "test_00000.png").size == (128, 64)
+    page = (out / "report.html").read_text()
+    for part in ("Semantic distortion", "Per-class IoU", "Where semantics changed", "Training losses"):
+        assert part in page
+    for source in re.findall(r"src='([^']+)'", page):
+        assert (out / source).is_file(), source
+    mtime = (out / "segmenter.safetensors").stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "segmenter.safetensors").stat().st_mtime_ns == mtime  # reused, not retrained
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["rows"] == metrics["rows"]
 
 
 def test_cut_style_data_root(tmp_path, capsys):

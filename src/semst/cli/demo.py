@@ -1,4 +1,4 @@
-"""``semst demo``: build a small unpaired data set, train SemST on it briefly, translate, show the result."""
+"""``semst demo``: measure semantic distortion from scratch on the procedural world (the README's main command)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ import argparse
 
 from semst.cli.formatting import HelpFormatter
 
-HELP = "train SemST briefly on built-in images (photos -> cyanotypes) and translate held-out photos"
+HELP = (
+    "generate a labelled two-domain world, train a target segmenter, SemST and CUT briefly, translate "
+    "held-out scenes and score their semantic distortion in report.html"
+)
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help=HELP,
-        description=HELP + " (needs scikit-image: pip install 'semst[demo]').",
+        description=HELP
+        + " (needs scikit-image and matplotlib: pip install 'semst[demo]'). Each stage resumes "
+        "when the demo is run again in the same folder.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--out", default="demo-output", metavar="DIR", help="where data, run and results go")
-    p.add_argument("--quick", action="store_true", help="a few steps of a tiny network (a smoke test)")
-    p.add_argument("--steps", type=int, metavar="N", help="training steps (default: 1200, or 4 with --quick)")
+    p.add_argument("--out", default="demo-output", metavar="DIR", help="where the world, runs and report go")
+    p.add_argument("--quick", action="store_true", help="tiny world and networks, a few steps (a smoke test)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -26,12 +30,12 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from semst.demo import run_demo
 
-    paths = run_demo(args.out, quick=args.quick, steps=args.steps, progress=not args.no_progress)
+    paths = run_demo(args.out, quick=args.quick, progress=not args.no_progress)
     print(
         "\nsemst demo finished. Results:\n"
-        f"  side-by-side picture  {paths['comparison']}\n"
-        f"  full-size outputs     {paths['translated']}/\n"
-        f"  run (logs, samples)   {paths['run']}/  (scalars.jsonl, samples/, train.log)\n"
-        f"  checkpoint            {paths['checkpoint']}"
+        f"  report       {paths['report']}  (open it in a browser)\n"
+        f"  metrics      {paths['metrics']}\n"
+        f"  world        {paths['world']}/  (manifest.json, street/, class_histograms.png)\n"
+        f"  runs         {paths['runs']}/  (checkpoints, train.log, scalars.jsonl, samples/)"
     )
     return 0
