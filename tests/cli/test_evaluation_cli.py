@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from semst.checkpoint import read_metadata
@@ -183,3 +184,56 @@ def test_distortion_map_marks_exactly_the_changed_pixels():
     assert isinstance(panel, Image.Image) and panel.height == 20 + 32
     with pytest.raises(ValueError, match="differ in size"):
         distortion_map(image, prediction[:1], label)
+
+
+class _UserSegmenter(torch.nn.Module):
+    """A user's model: normalised input, torchvision-style dict output at half resolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 19, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # torch.jit is deprecated in torch 2.13, still works
+def test_exported_and_user_torchscript_segmenters(world, segmenter, tmp_path, capsys):
+    street = world / "street"
+    exported = tmp_path / "seg.pt"
+    assert main(["segmenter", "export", str(segmenter), str(exported)]) == 0
+    common = ["--images", str(street / "testA"), "--labels", str(street / "testA_labels"), "--no-progress"]
+    ours, theirs = tmp_path / "a.json", tmp_path / "b.json"
+    assert (
+        main(["evaluate", "segmentation", "--segmenter", str(segmenter), "--output", str(ours), *common]) == 0
+    )
+    assert (
+        main(["evaluate", "segmentation", "--segmenter", str(exported), "--output", str(theirs), *common])
+        == 0
+    )
+    a, b = json.loads(ours.read_text()), json.loads(theirs.read_text())
+    assert a["confusion_matrix"] == b["confusion_matrix"]  # the TorchScript export segments identically
+    torch.manual_seed(0)
+    user = tmp_path / "user.pt"
+    torch.jit.save(torch.jit.script(_UserSegmenter()), str(user))
+    args = [
+        "evaluate",
+        "segmentation",
+        "--segmenter",
+        str(user),
+        "--mean",
+        "0.5",
+        "0.5",
+        "0.5",
+        "--std",
+        "0.25",
+        "0.25",
+        "0.25",
+        *common,
+    ]
+    assert main(args) == 0
+    assert "2 images: pixel accuracy" in capsys.readouterr().out
+    assert main([*args[:4], "--mean", "0.5", "0.5", "0.5", *common]) == 1
+    assert "both --mean and --std" in capsys.readouterr().err

@@ -53,3 +53,42 @@ def test_best_comparable_values_are_marked_and_text_is_escaped(tmp_path):
     assert "class0" in page and "class2" in page and "class1<" not in page
     path = write_report(tmp_path / "r" / "report.html", _report())
     assert path.read_text() == page
+
+
+def test_the_page_renders_in_a_headless_browser(tmp_path):
+    """Chromium draws the page with its figure (skipped where no Chromium is installed)."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless browser installed (Debian: apt install chromium)")
+    figure = np.zeros((60, 200, 3), np.uint8)
+    figure[:, :100] = (200, 30, 30)
+    Image.fromarray(figure).save(tmp_path / "figure.png")
+    report = _report() | {
+        "figures": [{"title": "A figure", "path": "figure.png", "caption": "red and black"}]
+    }
+    page = write_report(tmp_path / "report.html", report)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1000,1600",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    assert pixels.std() > 10  # text, tables and the figure, not a blank page
+    assert (np.abs(pixels.astype(int) - (200, 30, 30)).sum(axis=1) < 30).sum() > 1000  # the figure is drawn

@@ -58,6 +58,16 @@ def add_parser(subparsers) -> None:
         help="input normalisation the segmenter expects (imagenet: mean 0.485,0.456,0.406, std 0.229,0.224,0.225)",
     )
     seg.add_argument(
+        "--mean",
+        type=float,
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="explicit input mean (RGB in [0, 1] units), with --std; replaces --normalize",
+    )
+    seg.add_argument(
+        "--std", type=float, nargs=3, metavar=("R", "G", "B"), help="explicit input std, with --mean"
+    )
+    seg.add_argument(
         "--pictures",
         metavar="DIR",
         help="also write, per image, the image, the segmenter's labels, the true labels and a distortion map",
@@ -120,7 +130,11 @@ def _run_segmentation(args: argparse.Namespace) -> int:
         Path(args.images), Path(args.labels), image_suffix=args.image_suffix, label_suffix=args.label_suffix
     )
     device = resolve_device(args.device)
-    segmenter = load_segmenter(args.segmenter, device=device, normalize=args.normalize)
+    if (args.mean is None) != (args.std is None):
+        raise ValueError("give both --mean and --std, or neither")
+    segmenter = load_segmenter(
+        args.segmenter, device=device, normalize=args.normalize, mean=args.mean, std=args.std
+    )
     num_classes = args.num_classes or segmenter.num_classes or NUM_TRAIN_IDS
     names = list(segmenter.class_names or (TRAIN_ID_NAMES if num_classes == NUM_TRAIN_IDS else []))
     names += [f"class {i}" for i in range(len(names), num_classes)]
