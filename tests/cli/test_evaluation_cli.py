@@ -175,13 +175,13 @@ def test_distortion_map_marks_exactly_the_changed_pixels():
     label = np.array([[10, 10, 255], [0, 0, 0]], np.uint8)
     prediction = np.array([[10, 8, 8], [0, 13, 0]], np.uint8)
     out = distortion_map(image, prediction, label)
-    grey = round(100 * 0.45 + 70)
+    grey = round(100 * 0.3 + 160)
     assert out[0, 0].tolist() == [grey] * 3 and out[1, 0].tolist() == [grey] * 3  # right: grey
     assert out[0, 1].tolist() == [107, 142, 35]  # sky seen as vegetation: vegetation's colour
     assert out[1, 1].tolist() == [0, 0, 142]  # road seen as car
     assert out[0, 2].tolist() == [25, 25, 25]  # ignored
     panel = distortion_panel(image, prediction, label, source=image, height=20, title="x")
-    assert isinstance(panel, Image.Image) and panel.height == 20 + 32
+    assert isinstance(panel, Image.Image) and panel.height == 20 + 36
     with pytest.raises(ValueError, match="differ in size"):
         distortion_map(image, prediction[:1], label)
 

@@ -13,18 +13,21 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from semst.data.labels import IGNORE_INDEX, colorize
+from semst.drawing import caption_font
 
-LABEL_HEIGHT = 16
+LABEL_HEIGHT = 18
 
 
 def distortion_map(image: np.ndarray, prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: ``image`` in dimmed grey, wrong pixels in the predicted class's colour, ignored
+    """(H, W, 3) uint8: ``image`` in light grey, wrong pixels in the predicted class's colour, ignored
     pixels dark. ``prediction`` and ``label`` are (H, W) class ids (255 = ignore in ``label``)."""
     if image.shape[:2] != prediction.shape or prediction.shape != label.shape:
         raise ValueError(
             f"image {image.shape[:2]}, prediction {prediction.shape} and label {label.shape} differ in size"
         )
-    grey = image.astype(np.float32).mean(axis=2, keepdims=True) * 0.45 + 70  # (H, W, 1)
+    grey = (
+        image.astype(np.float32).mean(axis=2, keepdims=True) * 0.3 + 160
+    )  # (H, W, 1), light: errors stand out
     out = np.repeat(grey, 3, axis=2)
     ignored = label == IGNORE_INDEX
     wrong = (prediction != label) & ~ignored
@@ -63,11 +66,11 @@ def distortion_panel(
     canvas = Image.new("RGB", (len(columns) * (width + gap) - gap, top + height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((2, 2), title, fill=(0, 0, 0))
+        draw.text((2, 2), title, fill=(0, 0, 0), font=caption_font())
     for i, (caption, array) in enumerate(columns):
         x = i * (width + gap)
         crisp = caption.endswith("labels") or caption.startswith("distortion")
         resample = Image.Resampling.NEAREST if crisp else Image.Resampling.BILINEAR
         canvas.paste(Image.fromarray(array).resize((width, height), resample), (x, top))
-        draw.text((x + 2, top - LABEL_HEIGHT + 2), caption, fill=(30, 30, 30))
+        draw.text((x + 2, top - LABEL_HEIGHT + 2), caption, fill=(30, 30, 30), font=caption_font())
     return canvas

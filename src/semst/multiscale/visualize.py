@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from semst.drawing import caption_font
+
 PANEL_ORDER = (
     ("input", "input"),
     ("global", "global G_g (upsampled)"),
@@ -44,8 +46,8 @@ def _colorbar(width: int, cmap: str) -> Image.Image:
     ramp = heat_map(np.tile(np.linspace(0.0, 1.0, max(width - 8, 2)), (8, 1)), cmap)
     bar.paste(ramp, (4, 2))
     draw = ImageDraw.Draw(bar)
-    draw.text((4, 12), "0: global", fill=(20, 20, 20))
-    draw.text((max(4, width - 54), 12), "1: local", fill=(20, 20, 20))
+    draw.text((4, 12), "0: global", fill=(20, 20, 20), font=caption_font())
+    draw.text((max(4, width - 54), 12), "1: local", fill=(20, 20, 20), font=caption_font())
     return bar
 
 
@@ -78,8 +80,13 @@ def fusion_panel(image: Image.Image, parts: dict, *, height: int = 320, cmap: st
     for i, (label, tile) in enumerate(tiles):
         x = i * (width + gap)
         canvas.paste(tile, (x, LABEL_HEIGHT))
-        draw.text((x + 2, 3), label, fill=(20, 20, 20))
+        draw.text((x + 2, 3), label, fill=(20, 20, 20), font=caption_font())
     attention_x = [key for key, _ in PANEL_ORDER].index("attention") * (width + gap)
     canvas.paste(_colorbar(width, cmap), (attention_x, LABEL_HEIGHT + height))
-    draw.text((2, LABEL_HEIGHT + height + 8), f"mean M_s = {float(attention.mean()):.2f}", fill=(20, 20, 20))
+    draw.text(
+        (2, LABEL_HEIGHT + height + 8),
+        f"mean M_s = {float(attention.mean()):.2f}",
+        fill=(20, 20, 20),
+        font=caption_font(),
+    )
     return canvas
