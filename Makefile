@@ -29,6 +29,9 @@ $(VENV)/.installed-demo: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(PIP) install --quiet -e ".[dev]"
+	# A real CycleGAN checkpoint for the interop tests. --no-deps: vintagify's own requirements (torchvision,
+	# an unpinned torch) would replace the pinned CPU torch; semst reads its weights file, never imports it.
+	$(PIP) install --quiet --no-deps vintagify==0.1.2
 	touch $@
 
 demo: $(VENV)/.installed-demo

@@ -130,7 +130,17 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
 def test_help_documents_every_option_with_defaults():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(subparsers) == {"train", "translate", "info", "export", "world", "segmenter", "evaluate", "demo"}
+    assert set(subparsers) == {
+        "train",
+        "translate",
+        "info",
+        "export",
+        "convert",
+        "world",
+        "segmenter",
+        "evaluate",
+        "demo",
+    }
     train_help = subparsers["train"].format_help()
     for option in (
         "--source",

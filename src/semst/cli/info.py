@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"step        {meta.get('step')}  epoch {meta.get('epoch')}  created {meta.get('created')}")
     print(f"preset      {config.get('preset')}")
+    if meta.get("kind") == "imported":
+        source = meta.get("source", {})
+        print(
+            f"imported    from {source.get('path', source) if isinstance(source, dict) else source} "
+            "(a CUT/CycleGAN generator: only the generator settings below describe it)"
+        )
     print(
         f"generator   {gen.get('architecture')} {gen.get('num_blocks')} blocks, {gen.get('base_channels')} channels, "
         f"{gen.get('downsample')}/{gen.get('upsample')} resampling, norm {gen.get('norm')}"
@@ -48,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("multi-scale off (one generator)")
-    print(
-        f"losses      {loss.get('adversarial')} x{loss.get('adversarial_weight')}, {loss.get('contrastive')} "
-        f"x{loss.get('contrastive_weight')}, TS x{loss.get('ts_weight')}"
-    )
-    print(f"data        {config.get('data', {}).get('source')} -> {config.get('data', {}).get('target')}")
+    if meta.get("kind") != "imported":  # imported generators have no semst losses or data
+        print(
+            f"losses      {loss.get('adversarial')} x{loss.get('adversarial_weight')}, {loss.get('contrastive')} "
+            f"x{loss.get('contrastive_weight')}, TS x{loss.get('ts_weight')}"
+        )
+        print(f"data        {config.get('data', {}).get('source')} -> {config.get('data', {}).get('target')}")
     return 0
