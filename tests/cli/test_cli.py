@@ -134,6 +134,7 @@ def test_help_documents_every_option_with_defaults():
         "train",
         "translate",
         "info",
+        "refine",
         "export",
         "convert",
         "world",

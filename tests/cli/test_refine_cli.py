@@ -1,0 +1,64 @@
+"""`semst refine` end to end on a GTA5-layout fixture: same layout, labels unchanged, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from semst.cli import main
+from semst.model import SemST
+from semst.training.state import make_optimizers, save_training_checkpoint, training_networks
+
+
+def _gta5(root, count=3):
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(
+            root / "images" / f"{i:05d}.png"
+        )
+        Image.fromarray(rng.choice([7, 8, 26, 0], size=(40, 70)).astype(np.uint8), mode="L").save(
+            root / "labels" / f"{i:05d}.png"
+        )
+    return root
+
+
+def _checkpoint(path, make_config):
+    config = make_config("semst")
+    torch.manual_seed(0)
+    networks = training_networks(SemST(config, training=True))
+    return save_training_checkpoint(
+        path, config=config, networks=networks, optimizers=make_optimizers(networks, config.train), step=5
+    )
+
+
+def test_refine_gta5(tmp_path, make_config, capsys):
+    root = _gta5(tmp_path / "GTA5")
+    checkpoint = _checkpoint(tmp_path / "ck.safetensors", make_config)
+    out = tmp_path / "GTA5-semst"
+    args = ["refine", str(checkpoint), "--dataset", f"gta5:{root}", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    assert "3 written, 0 already there, 3 label maps" in capsys.readouterr().out
+    for i in range(3):
+        assert Image.open(out / "images" / f"{i:05d}.png").size == (70, 40)
+        assert (out / "labels" / f"{i:05d}.png").read_bytes() == (
+            root / "labels" / f"{i:05d}.png"
+        ).read_bytes()
+    manifest = json.loads((out / "refine.json").read_text())
+    assert manifest["dataset"]["name"] == "gta5" and manifest["checkpoint_step"] == 5
+    (out / "images" / "00001.png").unlink()
+    assert main(args) == 0
+    assert "1 written, 2 already there" in capsys.readouterr().out
+    # Errors: an unknown data set name, a wrong root, an output inside the data set.
+    assert main(["refine", str(checkpoint), "--dataset", f"gta6:{root}", "--out", str(out)]) == 1
+    assert "gta5" in capsys.readouterr().err
+    assert (
+        main(["refine", str(checkpoint), "--dataset", f"gta5:{tmp_path / 'nowhere'}", "--out", str(out)]) == 1
+    )
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["refine", str(checkpoint), "--dataset", f"gta5:{root}", "--out", str(root / "x")]) == 1
+    assert "inside it" in capsys.readouterr().err
