@@ -86,8 +86,8 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = ""  # folder of source-domain images (X), searched recursively
-    target: str = ""  # folder of target-domain images (Y), searched recursively
+    source: str = ""  # source-domain images (X): a folder (searched recursively) or NAME:PATH, e.g. gta5:/data/GTA5
+    target: str = ""  # target-domain images (Y): a folder or NAME:PATH, e.g. cityscapes:/data/cityscapes
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = (
         "resize_and_crop"  # CUT --preprocess: how training crops are cut from the images
     )

@@ -62,3 +62,47 @@ def test_refine_gta5(tmp_path, make_config, capsys):
     assert "nowhere" in capsys.readouterr().err
     assert main(["refine", str(checkpoint), "--dataset", f"gta5:{root}", "--out", str(root / "x")]) == 1
     assert "inside it" in capsys.readouterr().err
+
+
+def test_train_on_a_named_data_set(tmp_path, image_folders, capsys):
+    from ..conftest import TINY_OVERRIDES
+
+    root = _gta5(tmp_path / "GTA5")
+    _, target = image_folders
+    sets = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        f"gta5:{root}",
+        "--target",
+        str(target),
+        "--out",
+        str(run),
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "--set",
+        *sets,
+    ]
+    assert main(args) == 0
+    assert f"source: gta5:{root}" in (run / "config.yaml").read_text()
+    assert "3 images per epoch" in (run / "train.log").read_text()  # max(3 GTA5 frames, the target's 3)
+    assert main(["train", "--data", f"gta5:{root}", "--out", str(tmp_path / "r2"), "--dry-run"]) == 1
+    assert "give the target with --target" in capsys.readouterr().err
+    bad = [
+        "train",
+        "--source",
+        f"gta5:{tmp_path / 'nope'}",
+        "--target",
+        str(target),
+        "--out",
+        str(tmp_path / "r3"),
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "--set",
+        *sets,
+    ]
+    assert main(bad) == 1
+    assert "nope" in capsys.readouterr().err

@@ -19,12 +19,18 @@ def add_parser(subparsers) -> None:
         description=HELP + ". Settings: preset < --config file < --set overrides < dedicated flags.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--source", metavar="DIR", help="source-domain images (searched recursively), e.g. trainA")
-    p.add_argument("--target", metavar="DIR", help="target-domain images (searched recursively), e.g. trainB")
+    p.add_argument(
+        "--source", metavar="DIR", help="source-domain images (searched recursively), e.g. trainA, or NAME:PATH"
+    )
+    p.add_argument(
+        "--target", metavar="DIR", help="target-domain images (searched recursively), e.g. trainB, or NAME:PATH"
+    )
     p.add_argument(
         "--data",
         metavar="ROOT",
-        help="a CUT-style data root: uses ROOT/trainA as --source and ROOT/trainB as --target",
+        help="a CUT-style data root (ROOT/trainA is the source, ROOT/trainB the target), or a data set as "
+        "downloaded, NAME:PATH, as the source, e.g. --data gta5:/data/GTA5 --target cityscapes:/data/cityscapes "
+        "(names: gta5, synthia, cityscapes, cityscapes_parsing, maps, folder)",
     )
     p.add_argument(
         "--out", metavar="RUN_DIR", required=True, help="run directory for config, checkpoints and logs"
@@ -115,7 +121,16 @@ def add_parser(subparsers) -> None:
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """The config the arguments describe (for --resume: the saved config plus the allowed changes)."""
     overrides = parse_overrides(args.set)
-    if args.data is not None:
+    from semst.data.datasets import is_dataset_spec
+
+    if args.data is not None and is_dataset_spec(args.data):
+        # A named data set as downloaded is the source domain: --data gta5:/data/GTA5 --target cityscapes:/data/cs
+        if args.source:
+            raise ConfigError("give the source once: --data NAME:PATH or --source, not both")
+        if not args.target:
+            raise ConfigError(f"--data {args.data} is the source domain; give the target with --target")
+        args.source = args.data
+    elif args.data is not None:
         if args.source or args.target:
             raise ConfigError("give either --data ROOT or --source/--target, not both")
         root = Path(args.data)

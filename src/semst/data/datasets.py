@@ -512,6 +512,12 @@ DATASETS: dict[str, type[Dataset]] = {
 """Data-set classes by the name used in ``"name:/path"`` specs."""
 
 
+def is_dataset_spec(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` names a data set as ``NAME:PATH`` with a known name (not a plain folder path)."""
+    name, colon, root = str(text).partition(":")
+    return bool(colon and root) and name.strip().lower() in DATASETS
+
+
 def open_dataset(spec: str, *, split: str | None = None) -> Dataset:
     """Opens a data set named by ``"name:/path"``, e.g. ``"gta5:/data/GTA5"`` or ``"cityscapes:/data/cs"``.
 

@@ -72,6 +72,15 @@ def epoch_of_step(step: int, steps_per_epoch: int) -> int:
 
 
 def _find_domain_images(directory: str | os.PathLike[str], domain: str) -> list[Path]:
+    """The images of a folder (searched recursively), or of a data set named ``NAME:PATH`` such as
+    ``gta5:/data/GTA5`` or ``cityscapes:/data/cityscapes`` (its usual training split; semst.data.datasets)."""
+    from semst.data.datasets import is_dataset_spec, open_dataset
+
+    if is_dataset_spec(directory):
+        try:
+            return [sample.image for sample in open_dataset(str(directory)).samples()]
+        except ValueError as error:
+            raise ValueError(f"The {domain} data set cannot be used: {error}") from error
     try:
         return find_images(directory)
     except FileNotFoundError as error:
