@@ -86,7 +86,9 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = ""  # source-domain images (X): a folder (searched recursively) or NAME:PATH, e.g. gta5:/data/GTA5
+    source: str = (
+        ""  # source-domain images (X): a folder (searched recursively) or NAME:PATH, e.g. gta5:/data/GTA5
+    )
     target: str = ""  # target-domain images (Y): a folder or NAME:PATH, e.g. cityscapes:/data/cityscapes
     preprocess: Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] = (
         "resize_and_crop"  # CUT --preprocess: how training crops are cut from the images

@@ -135,6 +135,7 @@ def test_help_documents_every_option_with_defaults():
         "translate",
         "info",
         "refine",
+        "prepare",
         "export",
         "convert",
         "world",

@@ -106,3 +106,40 @@ def test_train_on_a_named_data_set(tmp_path, image_folders, capsys):
     ]
     assert main(bad) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_prepare_maps_then_score_paired(tmp_path, capsys):
+    root = tmp_path / "maps"
+    rng = np.random.default_rng(1)
+    for split, names in (("train", ("1", "2")), ("val", ("3",))):
+        (root / split).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)).save(
+                root / split / f"{name}.png"
+            )
+    out = tmp_path / "maps-unaligned"
+    assert main(["prepare", f"maps:{root}", "--out", str(out)]) == 0
+    assert "train: 2 pairs" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "valB").iterdir()) == ["3_B.png"]
+    # A perfect "translation" (the true map under the photo's name) scores RMSE 0 with the suffix options.
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "3_A.png").write_bytes((out / "valB" / "3_B.png").read_bytes())
+    args = [
+        "evaluate",
+        "paired",
+        "--pred",
+        str(tmp_path / "pred"),
+        "--gt",
+        str(out / "valB"),
+        "--pred-suffix",
+        "_A",
+        "--gt-suffix",
+        "_B",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert "RMSE 0.000" in capsys.readouterr().out
+    gta = _gta5(tmp_path / "GTA5", count=1)
+    assert main(["prepare", f"gta5:{gta}", "--out", str(tmp_path / "x")]) == 1
+    assert "only maps:PATH needs preparing" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,5 +1,5 @@
-"""The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``refine``, ``export``, ``convert``,
-``world``, ``segmenter``, ``evaluate``, ``demo``.
+"""The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``refine``, ``prepare``, ``export``,
+``convert``, ``world``, ``segmenter``, ``evaluate``, ``demo``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``; to add
 one, write the module and list it in ``COMMANDS``. Library code logs through ``logging``; only this
@@ -16,13 +16,26 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 import semst
-from semst.cli import convert, demo, evaluate, export, info, refine, segmenter, train, translate, world
+from semst.cli import (
+    convert,
+    demo,
+    evaluate,
+    export,
+    info,
+    prepare,
+    refine,
+    segmenter,
+    train,
+    translate,
+    world,
+)
 
 COMMANDS = {
     "train": train,
     "translate": translate,
     "info": info,
     "refine": refine,
+    "prepare": prepare,
     "export": export,
     "convert": convert,
     "world": world,

@@ -20,10 +20,14 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--source", metavar="DIR", help="source-domain images (searched recursively), e.g. trainA, or NAME:PATH"
+        "--source",
+        metavar="DIR",
+        help="source-domain images (searched recursively), e.g. trainA, or NAME:PATH",
     )
     p.add_argument(
-        "--target", metavar="DIR", help="target-domain images (searched recursively), e.g. trainB, or NAME:PATH"
+        "--target",
+        metavar="DIR",
+        help="target-domain images (searched recursively), e.g. trainB, or NAME:PATH",
     )
     p.add_argument(
         "--data",
