@@ -19,6 +19,7 @@ from semst.data.datasets import (
     split_pair,
     write_unaligned_maps,
 )
+from semst.data.images import ImageLoadError
 from semst.data.labels import IGNORE_INDEX
 from semst.data.synthia_labels import SYNTHIA_PRESENT_TRAIN_IDS, load_synthia_ids, synthia_ids_to_train_ids
 
@@ -195,6 +196,28 @@ def test_synthia_16_bit_labels(tmp_path: Path) -> None:
     assert label[0].tolist() == [13, IGNORE_INDEX, 0, 3, 10, IGNORE_INDEX]
     assert dataset.num_classes == 19 and len(dataset.present_classes) == 16
     assert set(range(19)) - set(SYNTHIA_PRESENT_TRAIN_IDS) == {9, 14, 16}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["pyspng", "pypng"])
+def test_both_png_decoders_read_the_same_16_bit_ids(tmp_path: Path, monkeypatch, fast: bool) -> None:
+    from semst.data import synthia_labels
+
+    if fast:
+        pytest.importorskip("pyspng")
+    else:
+        monkeypatch.setattr(synthia_labels, "_decode_fast", lambda path: None)
+    ids = np.array([[8, 16, 3, 21, 1, 0, 300, 65535]] * 3)
+    path = _write_synthia_label(tmp_path / "label.png", ids)
+    if fast:
+        assert synthia_labels._decode_fast(path) is not None  # the fast path really ran
+    assert load_synthia_ids(path).tolist() == ids.tolist()
+    palette = tmp_path / "palette.png"
+    image = Image.fromarray(np.array([[1, 2], [3, 4]], np.uint8)).convert("P")
+    image.save(palette)
+    assert load_synthia_ids(palette).tolist() == [[1, 2], [3, 4]]  # palette indices, not colours
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ImageLoadError, match="bad.png"):
+        load_synthia_ids(tmp_path / "bad.png")
 
 
 def test_synthia_mapping_table() -> None:
