@@ -21,10 +21,10 @@ import time
 import torch
 
 from semst.config import load_config
-from semst.model import SemST
+from semst.data.batch import Batch, DomainCrops
 from semst.runtime import tune_cpu_allocator
-from semst.training.loop import run_step
-from semst.training.state import make_optimizers, training_networks
+from semst.training.networks import TrainingNetworks, make_optimizers
+from semst.training.step import train_step
 
 VARIANTS = {"cut": ("cut", False), "semst": ("semst", False), "semst-ms": ("semst", True)}
 
@@ -45,8 +45,7 @@ def build(variant: str, args: argparse.Namespace, device: torch.device):
         },
     )
     torch.manual_seed(0)
-    model = SemST(config, training=True).to(device)
-    networks = training_networks(model)
+    networks = TrainingNetworks.from_config(config).to(device)
     optimizers = make_optimizers(networks, config.train)
     return config, networks, optimizers
 
@@ -82,12 +81,16 @@ def main() -> None:
         for p in presets
     }
     gen = torch.Generator().manual_seed(0)
-    batch = {
-        name: (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
-        for name in ("source", "target", "source_global", "source_local", "target_global", "target_local")
-    }
-    quarter = args.size // 4  # the local crop in the middle of the global region: box in global pixels
-    batch["source_box"] = torch.tensor([[quarter, quarter, args.size // 2, args.size // 2]] * args.batch_size)
+
+    def crops() -> DomainCrops:
+        def image():
+            return (torch.rand(args.batch_size, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+
+        quarter = args.size // 4  # the local crop in the middle of the global region: box in global pixels
+        box = torch.tensor([[quarter, quarter, args.size // 2, args.size // 2]] * args.batch_size)
+        return DomainCrops(crop=image(), global_crop=image(), box=box)
+
+    batch = Batch(crops(), crops())
     times: dict[str, list[float]] = {p: [] for p in presets}
     for i in range(args.warmup + args.steps):
         for preset in presets:
@@ -95,14 +98,15 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            run_step(
-                config,
+            train_step(
                 networks,
                 optimizers,
                 batch,
+                loss_cfg=config.loss,
+                projection_cfg=config.projection,
+                seed=config.train.seed,
                 step=i,
-                image_offset=0,
-                dist=None,
+                precision=config.train.precision,
                 scalers=scalers[preset],
             )
             if device.type == "cuda":

@@ -22,7 +22,8 @@ import json, resource, sys, time
 import numpy as np, torch
 from PIL import Image
 from semst.config import load_config
-from semst.model import SemST
+from semst.tiling import Tiling
+from semst.translators import Translator
 
 width, height, mode, device, threads, repeats, limit_gb = sys.argv[1:8]
 width, height, repeats = int(width), int(height), int(repeats)
@@ -33,7 +34,7 @@ if int(threads):
     torch.set_num_threads(int(threads))
 torch.manual_seed(0)
 config = load_config("semst", overrides={"multiscale.enabled": mode != "single-whole"})
-model = SemST(config).to(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+model = Translator.from_config(config).to(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")).eval()
 rng = np.random.default_rng(0)
 small = rng.integers(0, 256, size=(height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
 image = Image.fromarray(small).resize((width, height), Image.BICUBIC)
@@ -43,7 +44,7 @@ for _ in range(repeats):
     if model.device.type == "cuda":
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    out = model.translate(image) if mode != "single-tiled" else model.translate(image, tile=256, overlap=64)
+    out = model.translate(image) if mode != "single-tiled" else model.translate(image, Tiling(tile=256, overlap=64))
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     times.append(time.perf_counter() - start)

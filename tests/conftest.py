@@ -77,3 +77,31 @@ def tiny_config(
 def make_config():
     """Factory for tiny validated configs: ``make_config("cut", source, target, **{"train.seed": 3})``."""
     return tiny_config
+
+
+def make_batch(config: ExperimentConfig, count: int = 2, seed: int = 0, size: tuple[int, int] = (90, 70)):
+    """A collated training batch of ``count`` random image pairs (W, H = ``size``), cut by the crop
+    specification the config's translator trains on (single- or multi-scale)."""
+    from semst.data.batch import Sample, collate
+    from semst.translators import translator_class
+
+    crops = translator_class(config).crop_spec(config)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(count):
+        images = [
+            Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+            for _ in range(2)
+        ]
+        source, target = (crops(image, rng, 0) for image in images)
+        samples.append(Sample(source, target, f"source_{i}.png", f"target_{i}.png", 0, i))
+    return collate(samples)
+
+
+def training_setup(config: ExperimentConfig, seed: int = 0):
+    """Freshly initialised training networks (seeded) and their optimizers."""
+    from semst.training.networks import TrainingNetworks, make_optimizers
+
+    torch.manual_seed(seed)
+    networks = TrainingNetworks.from_config(config)
+    return networks, make_optimizers(networks, config.train)

@@ -23,44 +23,30 @@ from semst.export import (
     export_onnx,
     export_torchscript,
 )
-from semst.model import SemST
-from semst.multiscale.inference import translate_multiscale
-from semst.training.state import make_optimizers, save_training_checkpoint, training_networks
+from semst.tiling import Tiling
+from semst.training.state import save_training_checkpoint
+from semst.translators import Translator
 
-from .conftest import TINY_MULTISCALE
+from .conftest import TINY_MULTISCALE, training_setup
 
 # torch.jit.trace/save/load are deprecated in recent torch (DeprecationWarning or FutureWarning).
 pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit\..* is deprecated")
 
 KINDS = {"single-scale": {}, "multi-scale": TINY_MULTISCALE}
 EXAMPLE_SIZE = (48, 40)  # traced with; every check below runs other sizes
-WHOLE_IMAGE = 4096  # a tile and global window larger than any test image: one pass, no tiling
+WHOLE_IMAGE = Tiling(tile=None, global_window=None)  # one pass, no tiling
 
 
 @pytest.fixture(params=list(KINDS))
-def model(request, make_config) -> SemST:
+def model(request, make_config) -> Translator:
     torch.manual_seed(0)
-    return SemST(make_config("semst", **KINDS[request.param])).eval()
+    return Translator.from_config(make_config("semst", **KINDS[request.param])).eval()
 
 
-def reference(model: SemST, images: torch.Tensor) -> torch.Tensor:
-    """semst's own translation of (B, 3, H, W) in [0, 1], whole-image: the result an export must reproduce."""
-    if not model.multiscale:
-        return model.translate(images)  # single-scale translate does not tile by default
-    out = [
-        translate_multiscale(
-            model.generator_global,
-            model.generator_local,
-            model.attention,
-            image[None] * 2 - 1,
-            scale=model.config.multiscale.scale,
-            tile=WHOLE_IMAGE,
-            overlap=16,
-            global_window=WHOLE_IMAGE,
-        )
-        for image in images
-    ]
-    return (torch.cat(out) + 1) / 2
+def reference(model: Translator, images: torch.Tensor) -> torch.Tensor:
+    """semst's own (tiled) translation of (B, 3, H, W) in [0, 1] with tiles larger than the image: the result
+    an export must reproduce."""
+    return model.translate(images, WHOLE_IMAGE)
 
 
 def images(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
@@ -71,7 +57,7 @@ def images(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
 def test_deployable_translator_equals_semst_translation(model, size):
     x = images(*size)
     with torch.no_grad():
-        out = DeployableTranslator.from_model(model).eval()(x)
+        out = DeployableTranslator(model).eval()(x)
     assert out.shape == x.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, reference(model, x), atol=1e-5, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
@@ -80,8 +66,8 @@ def test_deployable_translator_equals_semst_translation(model, size):
 def test_multiscale_translator_fuses_both_generators(make_config):
     """The multi-scale form is not G_l alone: changing G_g changes the output, as Eq. 6 says it must."""
     torch.manual_seed(0)
-    model = SemST(make_config("semst", **TINY_MULTISCALE)).eval()
-    translator = DeployableTranslator.from_model(model)
+    model = Translator.from_config(make_config("semst", **TINY_MULTISCALE)).eval()
+    translator = DeployableTranslator(model)
     x = images(1, 40, 36)
     with torch.no_grad():
         before = translator(x)
@@ -91,13 +77,8 @@ def test_multiscale_translator_fuses_both_generators(make_config):
 
 
 def test_deployable_translator_rejects_bad_arguments(model):
-    generator = model.generator_local if model.multiscale else model.generator
-    with pytest.raises(ValueError, match="either `generator`"):
-        DeployableTranslator(generator, generator_local=generator)
-    with pytest.raises(ValueError, match="either `generator`"):
-        DeployableTranslator(generator_global=generator)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        DeployableTranslator.from_model(model)(torch.rand(3, 16, 16))
+        DeployableTranslator(model)(torch.rand(3, 16, 16))
 
 
 def test_torchscript_export_equals_semst_translation(model, tmp_path):
@@ -107,7 +88,7 @@ def test_torchscript_export_equals_semst_translation(model, tmp_path):
     loaded = torch.jit.load(str(path), _extra_files=extra)
     info = json.loads(extra[TORCHSCRIPT_EXTRA_FILE])
     assert info["semst_version"] == semst.__version__
-    assert info["multiscale"] == model.multiscale and info["config"] == model.config.to_dict()
+    assert info["multiscale"] == (model.kind == "multi-scale") and info["config"] == model.config.to_dict()
     assert info["size_multiple"] == 4 and info["tiling"].startswith("none")
     for size in [(2, 64, 56), (1, 77, 45)]:
         x = images(*size)
@@ -126,7 +107,7 @@ def test_onnx_export_equals_semst_translation(model, tmp_path):
     meta = {entry.key: entry.value for entry in proto.metadata_props}
     assert meta["semst_version"] == semst.__version__
     assert json.loads(meta["semst_config"]) == model.config.to_dict()
-    assert json.loads(meta["semst_multiscale"]) == model.multiscale
+    assert json.loads(meta["semst_multiscale"]) == (model.kind == "multi-scale")
     assert "semst_checkpoint" not in meta  # unknown for a model not loaded from a checkpoint: left out
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] and dims[2] and dims[3]  # batch, height and width are symbolic
@@ -181,14 +162,12 @@ def test_export_checkpoint_rejects_unknown_formats(tmp_path):
 def run_dir(tmp_path, make_config):
     """A run directory whose checkpoint holds a multi-scale model (the semst preset's kind)."""
     config = make_config("semst", **TINY_MULTISCALE)
-    torch.manual_seed(0)
-    trained = SemST(config, training=True)
-    networks = training_networks(trained)
+    networks, optimizers = training_setup(config)
     save_training_checkpoint(
         tmp_path / "run" / "checkpoints" / ckpt.checkpoint_name(5),
         config=config,
         networks=networks,
-        optimizers=make_optimizers(networks, config.train),
+        optimizers=optimizers,
         step=5,
     )
     return tmp_path / "run"
@@ -209,7 +188,7 @@ def test_cli_exports_a_run_directory(run_dir, tmp_path, capsys, fmt):
     assert run_cli(argv) == 0
     assert f"wrote {out}" in capsys.readouterr().out
 
-    model = SemST.from_checkpoint(run_dir, device="cpu")
+    model = Translator.from_checkpoint(run_dir, device="cpu")
     x = images(1, 45, 39)
     if fmt == "onnx":
         import onnx

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from semst import checkpoint as ckpt
-from semst.model import SemST
 from semst.training.loop import train
+from semst.translators import Translator
 
 from .conftest import TINY_MULTISCALE
 
@@ -49,7 +49,7 @@ def test_translate_on_cuda_matches_cpu(tmp_path, image_folders, make_config, mul
         progress=False,
     )
     x = torch.rand(1, 3, 137, 229)  # several local tiles and a global window for the multi-scale model
-    cpu = SemST.from_checkpoint(path, device="cpu").translate(x)
-    gpu = SemST.from_checkpoint(path, device="cuda").translate(x.cuda())
+    cpu = Translator.from_checkpoint(path, device="cpu").translate(x)
+    gpu = Translator.from_checkpoint(path, device="cuda").translate(x.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)

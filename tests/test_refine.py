@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from semst.model import SemST
 from semst.refine import refine_dataset
+from semst.translators import Translator
 
 from .conftest import TINY_MULTISCALE
 
@@ -43,7 +43,7 @@ def _dataset(root: Path, count: int = 3) -> list[_Sample]:
 def model(request, make_config):
     torch.manual_seed(0)
     extra = TINY_MULTISCALE if request.param == "multi-scale" else {}
-    return SemST(make_config("semst", **extra)).eval()
+    return Translator.from_config(make_config("semst", **extra)).eval()
 
 
 def test_same_layout_and_unchanged_labels(tmp_path, model):
@@ -57,27 +57,27 @@ def test_same_layout_and_unchanged_labels(tmp_path, model):
         assert (out / sample.label_relative).read_bytes() == sample.label.read_bytes()
     manifest = json.loads((out / "refine.json").read_text())
     assert manifest["samples"] == 3 and manifest["written"] == 3 and manifest["dataset"]["name"] == "gta5"
-    assert manifest["multiscale"] == model.multiscale
+    assert manifest["multiscale"] == (model.kind == "multi-scale")
 
 
 def test_interrupted_runs_leave_no_partial_files_and_resume(tmp_path, model, monkeypatch):
     root, out = tmp_path / "data", tmp_path / "out"
     samples = _dataset(root, count=4)
     calls = {"n": 0}
-    original = SemST.translate
+    original = Translator.translate
 
-    def flaky(self, image, **kwargs):
+    def flaky(self, image, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # the user stops the run in the middle of the third image
-        return original(self, image, **kwargs)
+        return original(self, image, *args, **kwargs)
 
-    monkeypatch.setattr(SemST, "translate", flaky)
+    monkeypatch.setattr(Translator, "translate", flaky)
     with pytest.raises(KeyboardInterrupt):
         refine_dataset(model, samples, out, root=root, progress=False)
     written = sorted(p.name for p in (out / "images").iterdir())
     assert written == ["00000.png", "00001.png"]  # no temporary or half-written third file
-    monkeypatch.setattr(SemST, "translate", original)
+    monkeypatch.setattr(Translator, "translate", original)
     first = (out / "images" / "00000.png").read_bytes()
     report = refine_dataset(model, samples, out, root=root, progress=False)
     assert report.ok and report.skipped == 2 and report.written == 2

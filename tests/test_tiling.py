@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from semst.networks import ResnetGenerator
+from semst.networks.padding import pad_to_multiple
 from semst.tiling import (
     BLEND_MODES,
     blend_weights,
-    pad_bottom_right,
     tile_grid,
     tile_starts,
     tiled_apply,
@@ -157,20 +157,6 @@ def test_blend_weights_reject_unknown_mode() -> None:
         blend_weights(8, 8, 2, mode="hann")
 
 
-# --- padding -----------------------------------------------------------------------------------------
-
-
-def test_pad_bottom_right_mirrors_and_replicates_single_pixels() -> None:
-    row = torch.tensor([0.0, 1.0, 2.0]).view(1, 1, 1, 3)
-    padded = pad_bottom_right(row, 4, 9)  # 1 row: replicated; 3 columns: mirrored twice
-    assert padded.shape == (1, 1, 4, 9)
-    expected = torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0])
-    assert torch.equal(padded[0, 0], expected.expand(4, 9))
-    x = torch.randn(2, 3, 5, 6)
-    assert torch.equal(pad_bottom_right(x, 5, 6), x)
-    assert torch.equal(pad_bottom_right(x, 8, 8)[..., :5, :6], x)
-
-
 # --- exactness ---------------------------------------------------------------------------------------
 
 
@@ -270,13 +256,13 @@ def test_resnet_generator_without_norm_is_exact_away_from_tile_borders(blend: st
 
 
 def test_image_smaller_than_a_tile_gives_the_padded_whole_image_result() -> None:
-    # One window: the tile is padded exactly as SemST.translate_tensor pads a whole image (to a multiple of 4,
+    # One window: the tile is padded exactly as translators pad a whole image (to a multiple of 4,
     # at least 8 pixels), so even the instance-normalised generator gives the same output.
     net = _generator("instance")
     torch.manual_seed(1)
     image = torch.rand(1, 3, 5, 7) * 2 - 1
     with torch.no_grad():
-        expected = net(pad_bottom_right(image, 8, 8))[..., :5, :7]
+        expected = net(pad_to_multiple(image, 4))[..., :5, :7]
     out = tiled_apply(net, image, tile=64, overlap=16, multiple=net.size_multiple)
     torch.testing.assert_close(out, expected)
 

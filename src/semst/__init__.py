@@ -2,9 +2,9 @@
 
 Public API::
 
-    from semst import SemST, ExperimentConfig, load_config
-    model = SemST.from_checkpoint("runs/my-run")     # a checkpoint file or a run directory
-    translated = model.translate(pil_image)           # same size as the input
+    from semst import Translator, ExperimentConfig, load_config
+    translator = Translator.from_checkpoint("runs/my-run")   # a checkpoint file or a run directory
+    translated = translator.translate(pil_image)              # same size as the input
 
 Losses are importable on their own: ``from semst.losses import hdce_loss, rsmi, ts_loss``.
 """
@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 
 from semst.config import ExperimentConfig, load_config  # noqa: E402
 
-__all__ = ["ExperimentConfig", "SemST", "__version__", "load_config"]
+__all__ = ["ExperimentConfig", "Translator", "__version__", "load_config"]
 
 
 def __getattr__(name: str):
-    # SemST pulls in torch and the networks; import it lazily so `semst --help` stays fast.
-    if name == "SemST":
-        from semst.model import SemST
+    # Translator pulls in torch and the networks; import it lazily so `semst --help` stays fast.
+    if name == "Translator":
+        from semst.translators import Translator
 
-        return SemST
+        return Translator
     raise AttributeError(f"module 'semst' has no attribute {name!r}")

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 FORMAT = "semst-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: networks named by the module tree (``translator.generator.*``); 1: semst 0.1
 SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -69,6 +69,11 @@ def _describe_foreign(head: bytes) -> str:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Validate that ``path`` is a semst checkpoint and return its ``meta`` dict (no tensors are read)."""
+    return read_header(path)[1]
+
+
+def read_header(path: str | Path) -> tuple[int, dict[str, Any]]:
+    """Validate that ``path`` is a semst checkpoint; return its format version and ``meta`` dict."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -114,9 +119,12 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"{path} is truncated: the header describes {8 + header_len + data_end} bytes, the file has {size}"
         )
     try:
-        return json.loads(metadata["meta"])
+        meta = json.loads(metadata["meta"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: the checkpoint metadata is missing or damaged") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the checkpoint metadata is not a JSON object")
+    return int(version), meta
 
 
 def load_tensors(

@@ -198,9 +198,9 @@ def run_demo(out: str | Path, *, quick: bool = False, progress: bool = True) -> 
     from semst.evaluation.pictures import distortion_panel
     from semst.evaluation.report import write_report
     from semst.inference import translate_files
-    from semst.model import SemST
     from semst.segmentation.loading import load_segmenter
     from semst.training.loop import train
+    from semst.translators import Translator
     from semst.world.dataset import write_world
 
     settings = QUICK if quick else DEFAULT
@@ -247,7 +247,7 @@ def run_demo(out: str | Path, *, quick: bool = False, progress: bool = True) -> 
     _stage(5, "translating the held-out source scenes at full resolution")
     translated = {}
     for method in METHODS:
-        model = SemST.from_checkpoint(checkpoints[method], device="cpu")
+        model = Translator.from_checkpoint(checkpoints[method], device="cpu")
         translated[method] = out / "translated" / method.lower()
         report = translate_files(
             model, [street / "testA"], translated[method], overwrite=False, progress=progress

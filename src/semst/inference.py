@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from semst.data.images import IMAGE_EXTENSIONS, ImageLoadError, find_images, load_rgb, save_image
+from semst.tiling import Tiling
 
 log = logging.getLogger("semst.translate")
 
@@ -66,26 +67,25 @@ def plan_outputs(
 
 
 def translate_files(
-    model,
+    translator,
     inputs: Sequence[str | Path],
     output_dir: str | Path,
     *,
+    tiling: Tiling | None = None,
     ext: str | None = None,
     overwrite: bool = True,
     progress: bool = True,
     fusion_dir: str | Path | None = None,
-    **tiling,
 ) -> TranslationReport:
-    """Translate ``inputs`` (files and folders) into ``output_dir`` with ``model`` (a ``SemST``).
+    """Translate ``inputs`` (files and folders) into ``output_dir`` with a `semst.translators.Translator`.
 
-    ``tiling`` (``tile``, ``overlap``, ``tile_batch``, ``global_window``) selects memory-bounded tiled
-    translation (``SemST.translate_tensor``). With ``fusion_dir`` (multi-scale models), a picture of the
-    global output, local output, M_s and fused result is also written there per image, as PNG under the
-    output's relative name.
+    ``tiling`` (default: the translator's) bounds the memory of large images (`Translator.translate_tensor`).
+    With ``fusion_dir`` (multi-scale translators), a picture of the global output, local output, M_s and
+    fused result is also written there per image, as PNG under the output's relative name.
     """
     pairs = plan_outputs(inputs, output_dir, ext)
-    if fusion_dir is not None and not getattr(model, "multiscale", False):
-        raise ValueError("fusion panels need a multi-scale checkpoint; this model has a single generator")
+    if fusion_dir is not None and not hasattr(translator, "translate_parts"):
+        raise ValueError("fusion panels need a multi-scale translator; this one has a single generator")
     output_dir = Path(output_dir)
     report = TranslationReport()
     for src, dst in tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True):
@@ -100,13 +100,13 @@ def translate_files(
             continue
         try:
             # Large images get a second progress bar over their tile batches.
-            tiling["progress"] = progress and image.width * image.height > 1_000_000
+            big = progress and image.width * image.height > 1_000_000
             if fusion_dir is None:
-                result = model.translate(image, **tiling)
+                result = translator.translate(image, tiling, progress=big)
             else:
                 from semst.multiscale.visualize import fusion_panel
 
-                parts = model.translate_parts(image, **tiling)
+                parts = translator.translate_parts(image, tiling)
                 result = parts["fused"]
                 panel = Path(fusion_dir) / dst.relative_to(output_dir).with_suffix(".png")
                 save_image(fusion_panel(image, parts), panel)

@@ -15,6 +15,7 @@ HRDA, SePiCo, ProDA, BDL, ...) trains on the refined data by changing only its d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from semst.data.images import ImageLoadError, load_rgb, save_image
+from semst.tiling import Tiling
 
 log = logging.getLogger("semst.refine")
 
@@ -83,19 +85,19 @@ def refine_dataset(
     description: dict | None = None,
     link_labels: bool = False,
     progress: bool = True,
-    **tiling,
+    tiling: Tiling | None = None,
 ) -> RefineReport:
     """Translate ``samples`` (semst.data.datasets.Sample) into ``out``, mirroring their relative paths.
 
     Args:
-        model: a ``SemST`` translator (multi-scale models tile by default; single-scale ones translate whole
-            images unless ``tile`` is given).
+        model: a `semst.translators.Translator` (multi-scale ones tile by default; single-scale ones
+            translate whole images unless ``tiling.tile`` is given).
         samples: the data set's samples (image, label, relative paths).
         out: the output root.
         root: the data set's root (checked against ``out``).
         description: what to record in the manifest about the data set (name, root, split).
         link_labels: hard-link label maps instead of copying them (falls back to copying).
-        tiling: ``tile``, ``overlap``, ``tile_batch``, ``global_window`` of ``SemST.translate``.
+        tiling: how large images are cut (default: the translator's, `Translator.default_tiling`).
     """
     out = Path(out)
     check_output_folder(Path(root), out)
@@ -116,7 +118,7 @@ def refine_dataset(
             try:
                 # Large images get a second progress bar over their tile batches.
                 big = progress and image.width * image.height > 1_000_000
-                save_image(model.translate(image, progress=big, **tiling), destination)
+                save_image(model.translate(image, tiling, progress=big), destination)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.error("failed on %s: %s", sample.image, exc)
                 report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
@@ -136,10 +138,10 @@ def refine_dataset(
     manifest = {
         "format": "semst-refined",
         "dataset": description or {"root": str(root)},
-        "checkpoint": str(getattr(model, "checkpoint_path", "")),
-        "checkpoint_step": getattr(model, "step", None),
-        "multiscale": bool(getattr(model, "multiscale", False)),
-        "tiling": {k: v for k, v in tiling.items() if v is not None},
+        "checkpoint": str(model.checkpoint_path) if model.checkpoint_path is not None else None,
+        "checkpoint_step": model.step,
+        "multiscale": model.kind == "multi-scale",
+        "tiling": dataclasses.asdict(tiling if tiling is not None else model.default_tiling()),
         "labels": "hard links" if link_labels else "copies",
         "samples": len(samples),
         "written": report.written,

@@ -18,20 +18,58 @@ over the tiles t that cover pixel p, so the effective weights of every pixel sum
 
 Peak memory beyond the input image and the two canvases (output and weight sum) is that of one batch of
 ``batch_size`` tiles, whatever the image size.
+
+`Tiling` is the validated set of tiling settings that translators (semst.translators) and the commands
+``semst translate`` and ``semst refine`` pass around.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-__all__ = ["BLEND_MODES", "blend_weights", "pad_bottom_right", "tile_grid", "tile_starts", "tiled_apply"]
+from semst.networks.padding import pad_to_multiple, padded_size
+
+__all__ = ["BLEND_MODES", "Tiling", "blend_weights", "tile_grid", "tile_starts", "tiled_apply"]
 
 BLEND_MODES = ("linear", "average")
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a translator cuts a large image into passes; checked on construction.
+
+    Attributes:
+        tile: side of the full-resolution windows (single-scale: the generator; multi-scale: the local
+            generator G_l), or None for one whole-image pass.
+        overlap: pixels shared by neighbouring windows, blended with linear ramps; < ``tile``.
+        batch: windows translated at once (bounds the memory; raise it on a GPU).
+        global_window: multi-scale only: the largest window of the global pass over the downsampled image,
+            or None for one pass over the whole downsampled image.
+    """
+
+    tile: int | None = None
+    overlap: int = 64
+    batch: int = 4
+    global_window: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tile", "global_window"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"tiling: {name} must be a positive number of pixels or None, got {value!r}")
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise ValueError(f"tiling: batch must be a positive number of tiles, got {self.batch!r}")
+        if not isinstance(self.overlap, int) or isinstance(self.overlap, bool) or self.overlap < 0:
+            raise ValueError(f"tiling: overlap must be >= 0 pixels, got {self.overlap!r}")
+        if self.tile is not None and self.overlap >= self.tile:
+            raise ValueError(
+                f"tiling: overlap ({self.overlap} px) must be smaller than the tile ({self.tile} px)"
+            )
 
 
 def _check_tile_overlap(tile: int, overlap: int) -> None:
@@ -127,35 +165,6 @@ def blend_weights(h: int, w: int, overlap: int, mode: str = "linear") -> torch.T
     return _ramp(h, overlap)[:, None] * _ramp(w, overlap)[None, :]  # (h, w)
 
 
-def pad_bottom_right(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pad (..., H, W) on the bottom and right to (..., height, width) by mirroring.
-
-    Reflection is repeated while the padding is larger than the side (each step mirrors at most side - 1
-    pixels, as ``F.pad`` requires), which extends the image by its mirror images; a side of one pixel can
-    only be replicated.
-
-    Args:
-        x: Tensor of shape (..., H, W) with at least 3 dimensions.
-        height: Target height, >= H.
-        width: Target width, >= W.
-
-    Returns:
-        Tensor of shape (..., height, width) whose top-left (H, W) block is ``x``.
-    """
-    while x.shape[-2] < height or x.shape[-1] < width:
-        cur_h, cur_w = x.shape[-2:]
-        pad_h, pad_w = height - cur_h, width - cur_w
-        if (pad_h and cur_h == 1) or (pad_w and cur_w == 1):
-            # Reflection needs at least two pixels: replicate the single row/column (the other axis follows
-            # in the next iteration, by reflection if it can).
-            pad_h = pad_h if cur_h == 1 else 0
-            pad_w = pad_w if cur_w == 1 else 0
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        else:
-            x = F.pad(x, (0, min(pad_w, cur_w - 1), 0, min(pad_h, cur_h - 1)), mode="reflect")
-    return x
-
-
 def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
@@ -174,8 +183,8 @@ def tiled_apply(
 
     The image is cut into the windows of `tile_grid`; all windows of one image have the same size, ``tile``
     or the image's side where that is smaller. Windows are padded on the bottom/right to a multiple of
-    ``multiple`` and to at least ``min_size`` by reflection (see `pad_bottom_right`), as
-    `semst.model.pad_to_multiple` pads a whole image, so ``fn`` receives tiles of one fixed shape and an
+    ``multiple`` and to at least ``min_size`` by `semst.networks.padding.pad_to_multiple`, as translators
+    pad a whole image, so ``fn`` receives tiles of one fixed shape and an
     image that fits in one tile gives exactly ``fn``'s whole-image result. A window smaller than ``tile`` is
     not padded up to ``tile``: that would only add mirrored content, change what a network with
     image-wide statistics (instance norm) sees, and cost time. Each output is cropped back to its window
@@ -234,8 +243,7 @@ def tiled_apply(
 
     windows = tile_grid(height, width, tile, overlap)
     tile_h, tile_w = windows[0][2], windows[0][3]  # all windows share one size
-    padded_h = max(math.ceil(tile_h / multiple) * multiple, min_size)
-    padded_w = max(math.ceil(tile_w / multiple) * multiple, min_size)
+    padded_h, padded_w = padded_size(tile_h, multiple, min_size), padded_size(tile_w, multiple, min_size)
     weight = blend_weights(tile_h, tile_w, overlap, mode=blend).to(canvas_device)  # (h, w)
 
     output: torch.Tensor | None = None  # (1, C_out, H, W), allocated once C_out is known
@@ -246,7 +254,7 @@ def tiled_apply(
             crops = torch.cat(
                 [x[..., top : top + h, left : left + w] for top, left, h, w in batch]
             )  # (N, C, h, w)
-            crops = pad_bottom_right(crops.to(run_device), padded_h, padded_w)  # (N, C, th, tw)
+            crops = pad_to_multiple(crops.to(run_device), multiple, min_size)  # (N, C, th, tw)
             result = fn(crops)  # (N, C_out, th, tw)
             if result.ndim != 4 or result.shape[0] != len(batch) or result.shape[-2:] != crops.shape[-2:]:
                 raise ValueError(

@@ -263,7 +263,10 @@ def test_multiscale_train_translate_with_fusion_panels_and_info(tmp_path, image_
     assert "multi-scale global 32 px crops of 64 px regions" in capsys.readouterr().out
     for bad, message in (
         (["--tile-overlap", "600"], "must be smaller than the tile (512 px)"),  # the default tile
-        (["--tile", "64", "--tile-overlap", "64"], "must be smaller than the tile (64 px)"),
+        (
+            ["--tile", "64", "--tile-overlap", "64"],
+            "--tile-overlap (64 px) must be smaller than the tile (64 px)",
+        ),
         (["--tile-batch", "0"], "--tile-batch must be a positive number"),
         (["--tile-overlap", "-1"], "--tile-overlap must be >= 0"),
     ):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 from PIL import Image
 
 from semst.cli import main
-from semst.model import SemST
-from semst.training.state import make_optimizers, save_training_checkpoint, training_networks
+from semst.training.state import save_training_checkpoint
+
+from ..conftest import training_setup
 
 
 def _gta5(root, count=3):
@@ -29,11 +29,8 @@ def _gta5(root, count=3):
 
 def _checkpoint(path, make_config):
     config = make_config("semst")
-    torch.manual_seed(0)
-    networks = training_networks(SemST(config, training=True))
-    return save_training_checkpoint(
-        path, config=config, networks=networks, optimizers=make_optimizers(networks, config.train), step=5
-    )
+    networks, optimizers = training_setup(config)
+    return save_training_checkpoint(path, config=config, networks=networks, optimizers=optimizers, step=5)
 
 
 def test_refine_gta5(tmp_path, make_config, capsys):

@@ -10,8 +10,8 @@ from PIL import Image
 from semst.data.images import image_to_tensor
 from semst.data.transforms import (
     PREPROCESS_MODES,
+    MultiScaleCrops,
     make_multiple_of,
-    multiscale_train_transform,
     test_transform,
     train_transform,
 )
@@ -183,73 +183,69 @@ def _gradient_image(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
 
 
+def _multiscale(image, seed, **settings):
+    return MultiScaleCrops(**settings)(image, np.random.default_rng(seed), 0)
+
+
 def test_multiscale_crops_are_aligned_views_of_one_region() -> None:
     """The local crop, averaged over scale x scale blocks, is exactly the global crop at the box."""
     image = _gradient_image(150, 100)
     for seed in range(5):
-        out = multiscale_train_transform(
-            image, np.random.default_rng(seed), global_size=32, scale=2, local_size=24, flip=False
-        )
-        assert out["global"].shape == (3, 32, 32) and out["local"].shape == (3, 24, 24)
-        top, left, h, w = out["box"].tolist()
+        out = _multiscale(image, seed, global_size=32, scale=2, local_size=24, flip=False)
+        assert out.global_crop.shape == (3, 32, 32) and out.crop.shape == (3, 24, 24)
+        top, left, h, w = out.box.tolist()
         assert (h, w) == (12, 12) and 0 <= top <= 32 - 12 and 0 <= left <= 32 - 12
-        pooled = torch.nn.functional.avg_pool2d(out["local"][None], 2)[0]
-        torch.testing.assert_close(out["global"][:, top : top + h, left : left + w], pooled)
+        pooled = torch.nn.functional.avg_pool2d(out.crop[None], 2)[0]
+        torch.testing.assert_close(out.global_crop[:, top : top + h, left : left + w], pooled)
         # And the local crop is a window of the image itself, at full resolution.
         full = image_to_tensor(image)
         matches = [
             (y, x)
             for y in range(100 - 24 + 1)
             for x in range(150 - 24 + 1)
-            if torch.equal(full[:, y, x], out["local"][:, 0, 0])
-            and torch.equal(full[:, y : y + 24, x : x + 24], out["local"])
+            if torch.equal(full[:, y, x], out.crop[:, 0, 0])
+            and torch.equal(full[:, y : y + 24, x : x + 24], out.crop)
         ]
         assert len(matches) == 1
 
 
 def test_multiscale_crops_are_deterministic_and_vary_with_the_seed() -> None:
     image = _gradient_image(200, 120)
-    kwargs = {"global_size": 16, "scale": 4, "local_size": 32}
-    a = multiscale_train_transform(image, np.random.default_rng(3), **kwargs)
-    b = multiscale_train_transform(image, np.random.default_rng(3), **kwargs)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    boxes = {
-        tuple(multiscale_train_transform(image, np.random.default_rng(s), **kwargs)["box"].tolist())
-        for s in range(10)
-    }
+    settings = {"global_size": 16, "scale": 4, "local_size": 32}
+    a, b = _multiscale(image, 3, **settings), _multiscale(image, 3, **settings)
+    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("crop", "global_crop", "box"))
+    boxes = {tuple(_multiscale(image, s, **settings).box.tolist()) for s in range(10)}
     assert len(boxes) > 3
 
 
 def test_multiscale_small_images_are_upscaled_and_width_is_applied() -> None:
     small = _gradient_image(40, 30)
-    out = multiscale_train_transform(small, np.random.default_rng(0), global_size=32, scale=2, local_size=32)
-    assert out["global"].shape == (3, 32, 32) and out["local"].shape == (3, 32, 32)
+    out = _multiscale(small, 0, global_size=32, scale=2, local_size=32)
+    assert out.global_crop.shape == (3, 32, 32) and out.crop.shape == (3, 32, 32)
     # image_width shrinks a wide image first: at width 64 the 64-pixel region spans the whole width.
     wide = _gradient_image(640, 100)
-    out = multiscale_train_transform(
-        wide, np.random.default_rng(1), global_size=32, scale=2, local_size=32, image_width=64, flip=False
-    )
-    expected = image_to_tensor(wide.resize((64, 10), Image.Resampling.BICUBIC))
-    assert expected.shape[-1] == 64  # the 10-pixel height is upscaled to cover 64 below
-    assert out["global"].shape == (3, 32, 32)
+    spec = MultiScaleCrops(global_size=32, scale=2, local_size=32, image_width=64, flip=False)
+    out = spec(wide, np.random.default_rng(1), 0)
+    assert out.global_crop.shape == (3, 32, 32)
+    assert spec.scaled_size(640, 100) == (64, 10) and spec.undersized(640, 100)  # upscaled to cover 64
+    assert not MultiScaleCrops(global_size=32, scale=2, local_size=32).undersized(64, 80)
 
 
 def test_multiscale_flip_mirrors_the_whole_image() -> None:
     image = _gradient_image(64, 64)
-    kwargs = {"global_size": 32, "scale": 2, "local_size": 64}
     flips = []
     for seed in range(12):
-        out = multiscale_train_transform(image, np.random.default_rng(seed), **kwargs)
-        flips.append(torch.equal(out["local"], image_to_tensor(image).flip(-1)))
-        assert flips[-1] or torch.equal(out["local"], image_to_tensor(image))
+        out = _multiscale(image, seed, global_size=32, scale=2, local_size=64)
+        flips.append(torch.equal(out.crop, image_to_tensor(image).flip(-1)))
+        assert flips[-1] or torch.equal(out.crop, image_to_tensor(image))
     assert any(flips) and not all(flips)
 
 
 def test_multiscale_invalid_settings() -> None:
     image = _gradient_image(64, 64)
     with pytest.raises(ValueError, match="multiple of scale"):
-        multiscale_train_transform(image, np.random.default_rng(0), global_size=32, scale=2, local_size=31)
+        _multiscale(image, 0, global_size=32, scale=2, local_size=31)
     with pytest.raises(ValueError, match="must not exceed"):
-        multiscale_train_transform(image, np.random.default_rng(0), global_size=16, scale=2, local_size=64)
+        _multiscale(image, 0, global_size=16, scale=2, local_size=64)
     with pytest.raises(ValueError, match="positive integer"):
-        multiscale_train_transform(image, np.random.default_rng(0), global_size=0, scale=2, local_size=32)
+        MultiScaleCrops(global_size=0, scale=2, local_size=32)

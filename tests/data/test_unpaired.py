@@ -12,10 +12,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from semst.data.batch import Batch, Sample, collate
 from semst.data.images import ImageLoadError, image_to_tensor
-from semst.data.unpaired import StepBatchSampler, UnpairedImages, collate_unpaired, epoch_of_step
+from semst.data.transforms import MultiScaleCrops, SingleScaleCrops
+from semst.data.unpaired import StepBatchSampler, UnpairedImages, epoch_of_step
 
-SMALL = {"load_size": 36, "crop_size": 32}
+SMALL = SingleScaleCrops(load_size=36, crop_size=32)
 
 
 def _write_images(folder: Path, count: int, *, seed: int, size: tuple[int, int] = (40, 40)) -> list[Path]:
@@ -46,25 +48,27 @@ def test_length_is_the_larger_domain(folders: tuple[Path, Path]) -> None:
 
 
 def test_item_contents(folders: tuple[Path, Path]) -> None:
-    dataset = UnpairedImages(*folders, **SMALL)
+    dataset = UnpairedImages(*folders, SMALL)
     item = dataset[(3, 4)]
-    assert set(item) == {"source", "target", "source_path", "target_path", "epoch", "position"}
-    assert item["source"].shape == (3, 32, 32) and item["target"].shape == (3, 32, 32)
-    assert item["source"].dtype == torch.float32
-    assert item["source"].min() >= -1.0 and item["source"].max() <= 1.0
-    assert Path(item["source_path"]).parent == folders[0]
-    assert Path(item["target_path"]).parent == folders[1]
-    assert (item["epoch"], item["position"]) == (3, 4)
+    assert isinstance(item, Sample)
+    assert item.source.crop.shape == (3, 32, 32) and item.target.crop.shape == (3, 32, 32)
+    assert item.source.global_crop is None and item.source.box is None  # single-scale crops
+    assert item.source.crop.dtype == torch.float32
+    assert item.source.crop.min() >= -1.0 and item.source.crop.max() <= 1.0
+    assert Path(item.source_path).parent == folders[0]
+    assert Path(item.target_path).parent == folders[1]
+    assert (item.epoch, item.position) == (3, 4)
 
 
 def test_same_key_same_item_in_fresh_dataset(folders: tuple[Path, Path]) -> None:
-    first = UnpairedImages(*folders, seed=7, **SMALL)
-    second = UnpairedImages(*folders, seed=7, **SMALL)
+    first = UnpairedImages(*folders, SMALL, seed=7)
+    second = UnpairedImages(*folders, SMALL, seed=7)
     for key in [(0, 0), (2, 3), (0, 4)]:
         a, b, c = first[key], first[key], second[key]
         for other in (b, c):
-            assert torch.equal(a["source"], other["source"]) and torch.equal(a["target"], other["target"])
-            assert (a["source_path"], a["target_path"]) == (other["source_path"], other["target_path"])
+            assert torch.equal(a.source.crop, other.source.crop)
+            assert torch.equal(a.target.crop, other.target.crop)
+            assert (a.source_path, a.target_path) == (other.source_path, other.target_path)
 
 
 def test_seed_changes_the_data(folders: tuple[Path, Path]) -> None:
@@ -76,14 +80,14 @@ def test_seed_changes_the_data(folders: tuple[Path, Path]) -> None:
 
 
 def test_every_source_image_once_per_epoch_and_orders_differ(folders: tuple[Path, Path]) -> None:
-    dataset = UnpairedImages(*folders, **SMALL)
+    dataset = UnpairedImages(*folders, SMALL)
     orders = []
     for epoch in range(4):
         order = [dataset.indices(epoch, position)[0] for position in range(len(dataset))]
         assert sorted(order) == list(range(5))
         orders.append(tuple(order))
     assert len(set(orders)) > 1
-    paths = [dataset[(1, position)]["source_path"] for position in range(len(dataset))]
+    paths = [dataset[(1, position)].source_path for position in range(len(dataset))]
     assert sorted(paths) == sorted(str(path) for path in dataset.source_paths)
 
 
@@ -112,25 +116,28 @@ def test_target_is_drawn_at_random(folders: tuple[Path, Path]) -> None:
 def test_augmentation_differs_between_domains_and_positions(tmp_path: Path) -> None:
     # One image in both domains: any difference comes from the per-(position, domain) augmentation streams.
     (path,) = _write_images(tmp_path / "only", 1, seed=4, size=(48, 48))
-    dataset = UnpairedImages(path, path, preprocess="crop", crop_size=16, flip=False)
+    dataset = UnpairedImages(path, path, SingleScaleCrops(preprocess="crop", crop_size=16, flip=False))
     assert len(dataset) == 1
     crops = {
-        dataset[(epoch, 0)][domain].numpy().tobytes() for epoch in range(4) for domain in ("source", "target")
+        getattr(dataset[(epoch, 0)], domain).crop.numpy().tobytes()
+        for epoch in range(4)
+        for domain in ("source", "target")
     }
     assert len(crops) >= 6
 
 
 def test_steady_from_epoch_disables_resize_jitter(tmp_path: Path) -> None:
     (path,) = _write_images(tmp_path / "a", 1, seed=5, size=(32, 32))
-    dataset = UnpairedImages(path, path, load_size=48, crop_size=32, flip=False, steady_from_epoch=2)
+    crops = SingleScaleCrops(load_size=48, crop_size=32, flip=False, steady_from_epoch=2)
+    dataset = UnpairedImages(path, path, crops)
     exact = image_to_tensor(Image.open(path))
-    assert dataset.load_size_for_epoch(1) == 48 and dataset.load_size_for_epoch(2) == 32
+    assert crops.load_size_for_epoch(1) == 48 and crops.load_size_for_epoch(2) == 32
     for epoch in (2, 3):
-        assert torch.equal(dataset[(epoch, 0)]["source"], exact)
+        assert torch.equal(dataset[(epoch, 0)].source.crop, exact)
     for epoch in (0, 1):
-        assert not torch.equal(dataset[(epoch, 0)]["source"], exact)
-    jittered = UnpairedImages(path, path, load_size=48, crop_size=32, flip=False)
-    assert not torch.equal(jittered[(3, 0)]["source"], exact)
+        assert not torch.equal(dataset[(epoch, 0)].source.crop, exact)
+    jittered = UnpairedImages(path, path, SingleScaleCrops(load_size=48, crop_size=32, flip=False))
+    assert not torch.equal(jittered[(3, 0)].source.crop, exact)
 
 
 def test_missing_and_empty_domains_are_named(tmp_path: Path) -> None:
@@ -151,7 +158,7 @@ def test_invalid_keys_and_arguments(folders: tuple[Path, Path]) -> None:
     with pytest.raises(ValueError, match="epoch"):
         dataset[(-1, 0)]
     with pytest.raises(ValueError, match="preprocess"):
-        UnpairedImages(*folders, preprocess="zoom")
+        SingleScaleCrops(preprocess="zoom")
     with pytest.raises(ValueError, match="max_dataset_size"):
         UnpairedImages(*folders, max_dataset_size=0)
 
@@ -230,34 +237,34 @@ def test_sampler_validates_arguments() -> None:
 # DataLoader integration
 
 
-def _batches(dataset: UnpairedImages, *, num_workers: int, collate_fn, steps: int = 3) -> list[dict]:
+def _batches(dataset: UnpairedImages, *, num_workers: int, steps: int = 3) -> list[Batch]:
     sampler = StepBatchSampler(len(dataset), 2, start_step=1)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
     return list(islice(loader, steps))
 
 
-def _assert_same_batches(first: list[dict], second: list[dict]) -> None:
+def _assert_same_batches(first: list[Batch], second: list[Batch]) -> None:
     assert len(first) == len(second)
     for a, b in zip(first, second, strict=True):
-        assert a.keys() == b.keys()
-        for name in a:
-            if isinstance(a[name], torch.Tensor):
-                assert torch.equal(a[name], b[name]), name
-            else:
-                assert a[name] == b[name], name
+        for domain in ("source", "target"):
+            for name in ("crop", "global_crop", "box"):
+                x, y = getattr(getattr(a, domain), name), getattr(getattr(b, domain), name)
+                assert (x is None and y is None) or torch.equal(x, y), f"{domain}.{name}"
+        assert a.source_paths == b.source_paths and a.target_paths == b.target_paths
+        assert torch.equal(a.epoch, b.epoch) and torch.equal(a.position, b.position)
 
 
-def test_dataloader_batches_do_not_depend_on_workers_or_collate(folders: tuple[Path, Path]) -> None:
-    dataset = UnpairedImages(*folders, **SMALL)
-    serial = _batches(dataset, num_workers=0, collate_fn=collate_unpaired)
+def test_dataloader_batches_do_not_depend_on_workers(folders: tuple[Path, Path]) -> None:
+    dataset = UnpairedImages(*folders, SMALL)
+    serial = _batches(dataset, num_workers=0)
     batch = serial[0]
-    assert batch["source"].shape == (2, 3, 32, 32) and batch["target"].shape == (2, 3, 32, 32)
-    assert isinstance(batch["source_path"], list) and len(batch["source_path"]) == 2
-    assert batch["epoch"].tolist() == [0, 0] and batch["position"].tolist() == [2, 3]
-    assert serial[1]["epoch"].tolist() == [1, 1]  # 5 items, global batch 2: two steps per epoch
-
-    _assert_same_batches(serial, _batches(dataset, num_workers=2, collate_fn=collate_unpaired))
-    _assert_same_batches(serial, _batches(dataset, num_workers=0, collate_fn=None))
+    assert batch.source.crop.shape == (2, 3, 32, 32) and batch.target.crop.shape == (2, 3, 32, 32)
+    assert isinstance(batch.source_paths, list) and len(batch.source_paths) == 2
+    assert batch.epoch.tolist() == [0, 0] and batch.position.tolist() == [2, 3]
+    assert serial[1].epoch.tolist() == [1, 1]  # 5 items, global batch 2: two steps per epoch
+    _assert_same_batches(serial, _batches(dataset, num_workers=2))
+    moved = batch.to("cpu")
+    assert torch.equal(moved.source.crop, batch.source.crop) and moved.size == 2
 
 
 def test_collate_reports_mismatched_sizes(tmp_path: Path) -> None:
@@ -265,11 +272,13 @@ def test_collate_reports_mismatched_sizes(tmp_path: Path) -> None:
     folder.mkdir()
     Image.new("RGB", (16, 16)).save(folder / "square.png")
     Image.new("RGB", (24, 16)).save(folder / "wide.png")
-    dataset = UnpairedImages(folder, folder, preprocess="none")
+    dataset = UnpairedImages(folder, folder, SingleScaleCrops(preprocess="none"))
     # Both source images appear once in an epoch of length 2, so the batch mixes 16x16 and 24x16.
     items = [dataset[(0, position)] for position in range(2)]
     with pytest.raises(ValueError, match=r"different sizes.*(square|wide)\.png"):
-        collate_unpaired(items)
+        collate(items)
+    with pytest.raises(ValueError, match="empty batch"):
+        collate([])
 
 
 def test_worker_errors_keep_their_type(tmp_path: Path) -> None:
@@ -277,23 +286,21 @@ def test_worker_errors_keep_their_type(tmp_path: Path) -> None:
     (tmp_path / "B").mkdir()
     (tmp_path / "B" / "broken.png").write_bytes(b"garbage")
     dataset = UnpairedImages(tmp_path / "A", tmp_path / "B")
-    loader = DataLoader(
-        dataset, batch_sampler=StepBatchSampler(2, 1), num_workers=1, collate_fn=collate_unpaired
-    )
+    loader = DataLoader(dataset, batch_sampler=StepBatchSampler(2, 1), num_workers=1, collate_fn=collate)
     with pytest.raises(ImageLoadError, match="broken.png"):
         next(iter(loader))
 
 
 def test_multiscale_items_and_batches(folders: tuple[Path, Path]) -> None:
-    multiscale = {"global_size": 16, "scale": 2, "local_size": 16, "image_width": None}
-    dataset = UnpairedImages(*folders, multiscale=multiscale)
+    crops = MultiScaleCrops(global_size=16, scale=2, local_size=16)
+    dataset = UnpairedImages(*folders, crops)
     item = dataset[(1, 2)]
-    for domain in ("source", "target"):
-        assert item[f"{domain}_global"].shape == (3, 16, 16) and item[f"{domain}_local"].shape == (3, 16, 16)
-        assert item[f"{domain}_box"].tolist()[2:] == [8, 8]
-    assert "source" not in item
-    again = UnpairedImages(*folders, multiscale=multiscale)[(1, 2)]
-    assert all(torch.equal(item[k], again[k]) for k in item if isinstance(item[k], torch.Tensor))
-    batch = collate_unpaired([dataset[(0, p)] for p in range(3)])
-    assert batch["source_global"].shape == (3, 3, 16, 16) and batch["target_box"].shape == (3, 4)
-    assert batch["source_box"].dtype == torch.int64
+    for domain in (item.source, item.target):
+        assert domain.global_crop.shape == (3, 16, 16) and domain.crop.shape == (3, 16, 16)
+        assert domain.box.tolist()[2:] == [8, 8]
+    again = UnpairedImages(*folders, crops)[(1, 2)]
+    for name in ("crop", "global_crop", "box"):
+        assert torch.equal(getattr(item.source, name), getattr(again.source, name))
+    batch = collate([dataset[(0, p)] for p in range(3)])
+    assert batch.source.global_crop.shape == (3, 3, 16, 16) and batch.target.box.shape == (3, 4)
+    assert batch.source.box.dtype == torch.int64

@@ -32,7 +32,8 @@ from semst.interop.cut import (
     infer_cut_architecture,
     load_cut_state_dict,
 )
-from semst.model import SemST
+from semst.tiling import Tiling
+from semst.translators import Translator
 
 NGF = 8  # small CUT generators: the whole module runs in seconds
 
@@ -369,7 +370,7 @@ def test_vintagify_cyclegan_generator(vintagify_file: Path, tmp_path: Path) -> N
         torch.testing.assert_close(generator(x), expected, atol=1e-4, rtol=0)
 
         out = convert_cut_checkpoint(vintagify_file, tmp_path / "vintage.safetensors", name="vintage")
-        model = SemST.from_checkpoint(out, device="cpu")
+        model = Translator.from_checkpoint(out, device="cpu")
         torch.testing.assert_close(model.generator(x), expected, atol=1e-4, rtol=0)
 
     meta = read_metadata(out)
@@ -379,7 +380,7 @@ def test_vintagify_cyclegan_generator(vintagify_file: Path, tmp_path: Path) -> N
     assert meta["config"]["preset"] == "custom" and meta["config"]["multiscale"]["enabled"] is False
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (33, 45, 3), dtype=np.uint8))
     assert model.translate(image).size == (45, 33)
-    assert model.translate(image, tile=32, overlap=8).size == (45, 33)
+    assert model.translate(image, Tiling(tile=32, overlap=8)).size == (45, 33)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -550,14 +551,14 @@ def test_convert_command_then_translate(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"wrote       {out}" in printed
     assert read_metadata(out)["name"] == "h2z_CUT"
 
-    model = SemST.from_checkpoint(out, device="cpu")
+    model = Translator.from_checkpoint(out, device="cpu")
     torch.manual_seed(4)
     x = torch.rand(1, 3, 32, 24) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model.translate_tensor(x), reference(x), atol=1e-5, rtol=0)
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (29, 37, 3), dtype=np.uint8))
     assert model.translate(image).size == (37, 29)
-    assert model.translate(image, tile=24, overlap=8).size == (37, 29)
+    assert model.translate(image, Tiling(tile=24, overlap=8)).size == (37, 29)
 
     assert run_convert([str(source)]) == 0  # default output: next to the source
     assert source.with_suffix(".safetensors").is_file()

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semst.multiscale import Box, crop_and_resize, sample_multiscale_crops
+from semst.multiscale import Box, crop, downsample, sample_multiscale_crops
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,8 @@ def test_the_local_crop_maps_exactly_onto_the_global_prediction():
     crops = sample_multiscale_crops(
         300, 400, global_region=256, scale=4, local_size=64, rng=np.random.default_rng(3)
     )
-    global_crop = crop_and_resize(image, crops.global_box, 64)  # (3, 64, 64)
-    local_crop = crop_and_resize(image, crops.local_box)  # (3, 64, 64) full resolution
+    global_crop = downsample(crop(image, crops.global_box), 4)  # (3, 64, 64)
+    local_crop = crop(image, crops.local_box)  # (3, 64, 64) full resolution
     rows, cols = crops.local_in_global.slices()
     from_global = global_crop[:, rows, cols]  # (3, 16, 16)
     torch.testing.assert_close(from_global, F.avg_pool2d(local_crop.unsqueeze(0), 4)[0])
@@ -67,11 +67,18 @@ def test_inconsistent_sizes_are_refused(kwargs, message):
         sample_multiscale_crops(300, 400, rng=np.random.default_rng(0), **kwargs)
 
 
-def test_crop_and_resize_batches_and_non_integer_factors():
-    image = torch.rand(2, 3, 50, 60)
+def test_downsampling_averages_blocks_and_keeps_partial_ones():
+    """T of Eq. 4: pixel i covers image pixels [i * s, (i + 1) * s); a block cut short by the border
+    averages the pixels it has, so the grid stays aligned with the local crops at any image size."""
+    x = torch.rand(2, 3, 16, 12)
+    torch.testing.assert_close(downsample(x, 2), F.avg_pool2d(x, 2))
+    torch.testing.assert_close(downsample(x, 4), F.avg_pool2d(x, 4))
+    assert downsample(x, 1) is x
+    odd = torch.arange(5.0).view(1, 1, 1, 5)
+    assert downsample(odd, 2).tolist() == [[[[0.5, 2.5, 4.0]]]]
+    assert downsample(torch.randn(1, 3, 33, 7), 2).shape[-2:] == (17, 4)
+    assert downsample(torch.rand(3, 8, 8), 2).shape == (3, 4, 4)  # unbatched
     box = Box(5, 7, 30, 30)
-    assert crop_and_resize(image, box).shape == (2, 3, 30, 30)
-    assert crop_and_resize(image, box, 15).shape == (2, 3, 15, 15)
-    assert crop_and_resize(image[0], box, 20).shape == (3, 20, 20)
-    constant = torch.full((3, 50, 60), 0.25)
-    torch.testing.assert_close(crop_and_resize(constant, box, 20), torch.full((3, 20, 20), 0.25))
+    assert crop(torch.rand(2, 3, 50, 60), box).shape == (2, 3, 30, 30)
+    with pytest.raises(ValueError, match="scale must be >= 1"):
+        downsample(x, 0)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from semst.multiscale import Box, crop_and_resize, sample_multiscale_crops
-from semst.multiscale.fusion import ScaleAttentionHead, fuse_predictions, upsample_rows, upsample_to
+from semst.multiscale import Box, crop, downsample, sample_multiscale_crops
+from semst.multiscale.fusion import ScaleAttentionHead, crop_to_boxes, fuse, upsample_by, upsample_rows
 
 
 def test_attention_is_a_probability_map_and_starts_neutral():
@@ -16,18 +16,11 @@ def test_attention_is_a_probability_map_and_starts_neutral():
 
 
 def test_fusion_limits_and_convex_combination():
-    local = torch.rand(1, 3, 32, 32)
-    global_pred = torch.rand(1, 3, 64, 64)
-    box = Box(8, 16, 16, 16)  # the local crop in global-output pixels (scale 2)
-    ones, zeros = torch.ones(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
-    fused, global_on_local, att = fuse_predictions(local, global_pred, ones, box)
-    torch.testing.assert_close(fused, local)
-    fused, global_on_local, att = fuse_predictions(local, global_pred, zeros, box)
-    torch.testing.assert_close(fused, global_on_local)
-    half = torch.full((1, 1, 16, 16), 0.5)  # low-resolution attention is resized to the global output
-    fused, global_on_local, att = fuse_predictions(local, global_pred, half, box)
-    torch.testing.assert_close(fused, 0.5 * (local + global_on_local))
-    assert att.shape == (1, 1, 32, 32)
+    local, global_image = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(fuse(local, global_image, torch.ones(1, 1, 32, 32)), local)
+    torch.testing.assert_close(fuse(local, global_image, torch.zeros(1, 1, 32, 32)), global_image)
+    half = torch.full((1, 1, 32, 32), 0.5)
+    torch.testing.assert_close(fuse(local, global_image, half), 0.5 * (local + global_image))
 
 
 def test_global_prediction_is_taken_from_the_local_region():
@@ -38,56 +31,54 @@ def test_global_prediction_is_taken_from_the_local_region():
     crops = sample_multiscale_crops(
         128, 160, global_region=128, scale=2, local_size=32, rng=np.random.default_rng(4)
     )
-    global_crop = crop_and_resize(image, crops.global_box, 64)  # Y_g = X_g for an identity generator
-    local_crop = crop_and_resize(image, crops.local_box)
-    _, global_on_local, _ = fuse_predictions(
-        local_crop, global_crop, torch.zeros(1, 1, 64, 64), crops.local_in_global
-    )
-    whole = upsample_to(global_crop, (128, 128))
+    global_crop = downsample(crop(image, crops.global_box), 2)  # Y_g = X_g for an identity generator
+    local_crop = crop(image, crops.local_box)
+    on_local = crop_to_boxes(global_crop, crops.local_in_global, 2)
+    whole = upsample_by(global_crop, 2)
     g, l_ = crops.global_box, crops.local_box
     expected = whole[..., l_.top - g.top : l_.top - g.top + 32, l_.left - g.left : l_.left - g.left + 32]
-    torch.testing.assert_close(global_on_local, expected)
+    torch.testing.assert_close(on_local, expected)
     # Away from the crop's border, that is the local crop averaged over 2x2 blocks and upsampled again.
-    blurred = upsample_to(crop_and_resize(local_crop, Box(0, 0, 32, 32), 16), (32, 32))
-    torch.testing.assert_close(global_on_local[..., 2:-2, 2:-2], blurred[..., 2:-2, 2:-2])
+    blurred = upsample_by(downsample(local_crop, 2), 2)
+    torch.testing.assert_close(on_local[..., 2:-2, 2:-2], blurred[..., 2:-2, 2:-2])
 
 
 def test_each_image_of_a_batch_uses_its_own_box():
-    local = torch.rand(2, 3, 8, 8)
-    global_pred = torch.rand(2, 3, 16, 16)
-    attention = torch.zeros(2, 1, 16, 16)
+    maps = torch.rand(2, 4, 16, 16)
     boxes = [Box(0, 0, 4, 4), Box(10, 6, 4, 4)]
-    _, batched, _ = fuse_predictions(
-        local, global_pred, attention, torch.tensor([[0, 0, 4, 4], [10, 6, 4, 4]])
-    )
+    batched = crop_to_boxes(maps, torch.tensor([[0, 0, 4, 4], [10, 6, 4, 4]]), 2)
+    assert batched.shape == (2, 4, 8, 8)
     for b, box in enumerate(boxes):
-        _, single, _ = fuse_predictions(local[b : b + 1], global_pred[b : b + 1], attention[b : b + 1], box)
-        torch.testing.assert_close(batched[b : b + 1], single)
+        torch.testing.assert_close(batched[b : b + 1], crop_to_boxes(maps[b : b + 1], box, 2))
     with pytest.raises(ValueError, match="one per image"):
-        fuse_predictions(local, global_pred, attention, boxes[:1])
+        crop_to_boxes(maps, boxes[:1], 2)
 
 
 @pytest.mark.parametrize(
-    ("low", "size"), [((16, 16), (32, 32)), ((7, 13), (13, 25)), ((5, 9), (5, 9)), ((3, 4), (29, 31))]
+    ("low", "scale", "width"), [((16, 16), 2, 32), ((7, 13), 2, 25), ((5, 9), 1, 9), ((3, 4), 8, 31)]
 )
-def test_banded_upsampling_equals_torch_bilinear(low, size):
+def test_banded_upsampling_equals_torch_bilinear(low, scale, width):
     x = torch.randn(1, 4, *low)
-    reference = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    for start in range(0, size[0], 5):
-        rows = slice(start, min(size[0], start + 5))
+    reference = upsample_by(x, scale)[..., :width]
+    height = low[0] * scale
+    for start in range(0, height, 5):
+        rows = slice(start, min(height, start + 5))
         torch.testing.assert_close(
-            upsample_rows(x, rows, size), reference[..., rows, :], atol=1e-5, rtol=1e-5
+            upsample_rows(x, rows, scale, width), reference[..., rows, :], atol=1e-5, rtol=1e-5
         )
     with pytest.raises(ValueError, match="non-empty slice"):
-        upsample_rows(x, slice(3, 3), size)
+        upsample_rows(x, slice(3, 3), scale, width)
+    with pytest.raises(ValueError, match="width"):
+        upsample_rows(x, slice(0, 1), scale, low[1] * scale + 1)
 
 
 def test_gradients_reach_both_branches_and_the_attention():
     local = torch.rand(1, 3, 8, 8, requires_grad=True)
-    global_pred = torch.rand(1, 3, 8, 8, requires_grad=True)
+    global_maps = torch.rand(1, 3, 4, 4, requires_grad=True)
     head = ScaleAttentionHead(4, hidden=4)
-    att = head(torch.randn(1, 4, 8, 8))
-    fused, _, _ = fuse_predictions(local, global_pred, att, Box(0, 0, 4, 4))
+    att = head(torch.randn(1, 4, 4, 4))
+    on_local = crop_to_boxes(torch.cat([global_maps, att], 1), Box(0, 0, 4, 4), 2)
+    fused = fuse(local, on_local[:, :3], on_local[:, 3:])
     fused.square().sum().backward()
-    assert local.grad.abs().sum() > 0 and global_pred.grad.abs().sum() > 0
+    assert local.grad.abs().sum() > 0 and global_maps.grad.abs().sum() > 0
     assert head.out.weight.grad.abs().sum() > 0

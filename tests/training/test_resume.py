@@ -45,9 +45,8 @@ def test_two_plus_two_steps_equal_four(tmp_path, image_folders, make_config, pre
     assert ckpt.read_metadata(resumed)["step"] == 4
     a, b = _all_tensors(straight), _all_tensors(resumed)
     assert a.keys() == b.keys()
-    assert any(k.startswith("optimizer.generator") for k in a)
-    if extra:
-        assert any(k.startswith("optimizer.attention.state.") for k in a)
+    assert any(k.startswith("optimizer.translator.state.") for k in a)
+    assert any(k.startswith("translator.attention." if extra else "translator.generator.") for k in a)
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs after resuming"
 
@@ -62,7 +61,7 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path, image_folders
         )
         for i, seed in enumerate((0, 0, 1))
     ]
-    a, b, c = (ckpt.load_tensors(p, prefixes=["generator."]) for p in runs)
+    a, b, c = (ckpt.load_tensors(p, prefixes=["translator."]) for p in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -152,17 +151,22 @@ def test_steps_follow_the_epoch_schedule(image_folders, make_config):
 
 def test_small_images_get_a_multiscale_warning(tmp_path, make_config):
     from semst.data import UnpairedImages
-    from semst.training.loop import check_multiscale_image_sizes
+    from semst.training.loop import size_warning
+    from semst.translators import translator_class
 
     from ..conftest import write_images
 
     write_images(tmp_path / "A", 2, (50, 40), seed=0)
     write_images(tmp_path / "B", 2, (200, 120), seed=1)
     dataset = UnpairedImages(tmp_path / "A", tmp_path / "B")
-    config = make_config("semst", **TINY_MULTISCALE)  # global region 64 px
-    warning = check_multiscale_image_sizes(config, dataset)
-    assert "2 of the first images" in warning and "img_00.png (50x40)" in warning
-    assert "--single-scale" in warning
-    assert check_multiscale_image_sizes(make_config("semst"), dataset) is None  # single-scale: no warning
+
+    def warning(config):
+        return size_warning(translator_class(config).crop_spec(config), dataset)
+
+    text = warning(make_config("semst", **TINY_MULTISCALE))  # global region 64 px
+    assert "2 of the first images" in text and "img_00.png (50x40)" in text
+    assert "--single-scale" in text
+    assert warning(make_config("semst")) is None  # single-scale: no warning
     wide = make_config("semst", **{**TINY_MULTISCALE, "multiscale.image_width": 64})
-    assert "(64x" in check_multiscale_image_sizes(wide, dataset)  # sizes after the configured resize
+    assert "(200x120)" in warning(wide)  # judged by the size after the configured resize (64x38)
+    assert warning(make_config("semst", **{**TINY_MULTISCALE, "multiscale.image_width": 128})) is None

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from semst.cli import main
-from semst.data import UnpairedImages
+from semst.data import SingleScaleCrops, UnpairedImages
 from semst.world.dataset import write_world
 
 SMALL = {"train": 3, "test": 2, "size": (64, 32), "aerial_size": 32, "progress": False}
@@ -35,8 +35,10 @@ def test_layout_labels_and_manifest(tmp_path):
     assert abs(sum(fractions["source"].values()) - 1) < 1e-6
     assert (out / "class_histograms.png").is_file()
     # The unpaired loader reads the street folders as a CUT-style data root.
-    dataset = UnpairedImages(street / "trainA", street / "trainB", load_size=36, crop_size=32)
-    assert len(dataset) == 3
+    dataset = UnpairedImages(
+        street / "trainA", street / "trainB", SingleScaleCrops(load_size=36, crop_size=32)
+    )
+    assert len(dataset) == 3 and dataset[(0, 0)].source.crop.shape == (3, 32, 32)
 
 
 def test_same_seed_same_files_and_interrupted_runs_are_completed(tmp_path):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.translate import add_tiling_options
 
 HELP = (
     "translate a whole labelled data set (GTA5, SYNTHIA, ...) into the target look, same layout, labels kept"
@@ -36,40 +37,34 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="output root (outside the data set's folder)")
     p.add_argument("--link-labels", action="store_true", help="hard-link label maps instead of copying them")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (to try settings)")
-    p.add_argument("--tile", type=int, metavar="PX", help="tile size (see semst translate --tile)")
-    p.add_argument("--tile-overlap", type=int, metavar="PX", help="tile overlap (see semst translate)")
-    p.add_argument("--tile-batch", type=int, metavar="N", help="tiles at once (see semst translate)")
-    p.add_argument("--global-window", type=int, metavar="PX", help="global window (see semst translate)")
+    add_tiling_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def run(args: argparse.Namespace) -> int:
-    from semst.cli.translate import check_tiling
+    from semst.cli.translate import tiling_from_args
     from semst.data.datasets import open_dataset
-    from semst.model import SemST
     from semst.refine import check_output_folder, refine_dataset
+    from semst.translators import Translator
 
     dataset = open_dataset(args.dataset)
     check_output_folder(Path(dataset.root), Path(args.out))  # before loading anything heavy
     samples = dataset.samples(args.split)
     if args.limit is not None:
         samples = samples[: max(0, args.limit)]
-    model = SemST.from_checkpoint(args.checkpoint, device=args.device)
-    check_tiling(model.default_tiling(), args)
+    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    tiling = tiling_from_args(translator, args)
     report = refine_dataset(
-        model,
+        translator,
         samples,
         args.out,
         root=dataset.root,
         description={"name": dataset.name, "root": str(dataset.root), "split": args.split or "all"},
         link_labels=args.link_labels,
         progress=not args.no_progress,
-        tile=args.tile,
-        overlap=args.tile_overlap,
-        tile_batch=args.tile_batch,
-        global_window=args.global_window,
+        tiling=tiling,
     )
     print(
         f"refined {dataset.name} into {args.out}: {report.written} written, {report.skipped} already there, "

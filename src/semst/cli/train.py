@@ -166,11 +166,9 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     if args.resume:
         if args.preset or args.config:
             raise ConfigError("--resume continues with the run's saved config; drop --preset/--config")
-        from semst import checkpoint as ckpt
+        from semst.training.loop import resume_config
 
-        latest = ckpt.resolve_checkpoint(args.out)
-        saved = ExperimentConfig.from_dict(ckpt.read_metadata(latest)["config"], source=str(latest))
-        return saved.replace(overrides, source="command line").validate()
+        return resume_config(args.out, overrides)
     return load_config(args.preset, args.config, overrides)
 
 
@@ -179,10 +177,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(config.to_yaml())
         return 0
-    if not config.data.source or not config.data.target:
-        raise ConfigError("--source and --target are required (or data.source/data.target in --config)")
-    from semst.training.loop import train  # imported here so --help and --dry-run stay fast
+    # Imported here so that --help and --dry-run stay fast.
+    from semst.runtime import shutdown_distributed
+    from semst.training.loop import train
 
-    last = train(config, Path(args.out), resume=args.resume, progress=not args.no_progress)
+    try:
+        last = train(config, Path(args.out), resume=args.resume, progress=not args.no_progress)
+    finally:
+        shutdown_distributed()
     print(f"done: latest checkpoint {last}\ntranslate with: semst translate {args.out} INPUT... -o OUTDIR")
     return 0

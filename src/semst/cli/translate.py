@@ -34,35 +34,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="write every output with this extension/format, e.g. png (default: keep the input's)",
     )
-    p.add_argument(
-        "--tile",
-        type=int,
-        metavar="PX",
-        help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
-        "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
-        "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
-        "statistics slightly)",
-    )
-    p.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="PX",
-        help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
-        "tile for multi-scale models, 64 otherwise)",
-    )
-    p.add_argument(
-        "--tile-batch",
-        type=int,
-        metavar="N",
-        help="tiles translated at once; raise it on a GPU (default: 1 for multi-scale, 4 for single-scale)",
-    )
-    p.add_argument(
-        "--global-window",
-        type=int,
-        metavar="PX",
-        help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
-        "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
-    )
+    add_tiling_options(p)
     p.add_argument(
         "--fusion-panels",
         metavar="DIR",
@@ -74,43 +46,87 @@ def add_parser(subparsers) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def check_tiling(defaults: dict[str, int], args: argparse.Namespace) -> None:
-    """Refuse impossible tiling settings before any image is read (defaults: ``SemST.default_tiling()``)."""
-    given = {"--tile": args.tile, "--tile-batch": args.tile_batch, "--global-window": args.global_window}
-    for flag, value in given.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be a positive number, got {value}")
-    if args.tile_overlap is not None and args.tile_overlap < 0:
-        raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
-    tile = args.tile or defaults["tile"]
-    overlap = defaults["overlap"] if args.tile_overlap is None else args.tile_overlap
-    if tile and overlap >= tile:
-        raise ValueError(f"--tile-overlap ({overlap}) must be smaller than the tile ({tile} px)")
+def add_tiling_options(p: argparse.ArgumentParser) -> None:
+    """--tile, --tile-overlap, --tile-batch, --global-window (semst.tiling.Tiling)."""
+    group = p.add_argument_group("tiling (memory-bounded translation of large images)")
+    group.add_argument(
+        "--tile",
+        type=int,
+        metavar="PX",
+        help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
+        "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
+        "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
+        "statistics slightly)",
+    )
+    group.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="PX",
+        help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
+        "tile for multi-scale models, 64 otherwise)",
+    )
+    group.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="N",
+        help="tiles translated at once; raise it on a GPU (default: 1 for multi-scale, 4 for single-scale)",
+    )
+    group.add_argument(
+        "--global-window",
+        type=int,
+        metavar="PX",
+        help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
+        "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
+    )
+
+
+TILING_FLAGS = {
+    "tile": "--tile",
+    "overlap": "--tile-overlap",
+    "batch": "--tile-batch",
+    "global_window": "--global-window",
+}
+
+
+def tiling_from_args(translator, args: argparse.Namespace):
+    """The translator's default tiling with the options given; impossible settings are refused, naming the
+    option, before any image is read."""
+    if args.global_window is not None and translator.kind != "multi-scale":
+        raise ValueError(
+            f"--global-window: {translator.checkpoint_path} is a single-scale model (one generator)"
+        )
+    try:
+        return translator.tiling(
+            tile=args.tile, overlap=args.tile_overlap, batch=args.tile_batch, global_window=args.global_window
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for field, flag in TILING_FLAGS.items():
+            if message.startswith(f"tiling: {field} "):
+                raise ValueError(flag + message[len(f"tiling: {field}") :]) from None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
     from semst.inference import plan_outputs, translate_files
-    from semst.model import SemST
+    from semst.translators import Translator
 
     plan_outputs(args.inputs, args.output, args.ext)  # fail on bad inputs before loading the model
-    model = SemST.from_checkpoint(args.checkpoint, device=args.device)
-    if args.fusion_panels and not model.multiscale:
-        raise ValueError(f"--fusion-panels: {model.checkpoint_path} is a single-scale model (one generator)")
-    if args.global_window and not model.multiscale:
-        raise ValueError(f"--global-window: {model.checkpoint_path} is a single-scale model (one generator)")
-    check_tiling(model.default_tiling(), args)
+    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    if args.fusion_panels and translator.kind != "multi-scale":
+        raise ValueError(
+            f"--fusion-panels: {translator.checkpoint_path} is a single-scale model (one generator)"
+        )
+    tiling = tiling_from_args(translator, args)
     report = translate_files(
-        model,
+        translator,
         args.inputs,
         args.output,
+        tiling=tiling,
         ext=args.ext,
         overwrite=not args.no_overwrite,
         progress=not args.no_progress,
         fusion_dir=args.fusion_panels,
-        tile=args.tile,
-        overlap=args.tile_overlap,
-        tile_batch=args.tile_batch,
-        global_window=args.global_window,
     )
     print(
         f"translated {len(report.written)} image(s) into {args.output}"

@@ -5,20 +5,30 @@ both sides are multiples of 4 (CUT's ``make_power_2`` with base 4), are flipped 
 become ``(3, h, w)`` tensors in ``[-1, 1]``. Unlike CUT, all randomness comes from a
 ``numpy.random.Generator`` passed by the caller, so an augmentation is a pure function of the image and the
 generator's seed.
+
+Training crops are described by a crop specification, a small frozen dataclass that the translator chooses
+(semst.translators): `SingleScaleCrops` (one crop per image, CUT's preprocessing) or `MultiScaleCrops` (an
+aligned global/local crop pair, SemST Eq. 4-5). A specification is called as ``spec(image, rng, epoch)`` and
+returns a `semst.data.batch.DomainCrops`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from semst.data.batch import DomainCrops
 from semst.data.images import convert_to_rgb, image_to_tensor
 
 __all__ = [
     "PREPROCESS_MODES",
+    "CropSpec",
+    "MultiScaleCrops",
+    "SingleScaleCrops",
     "make_multiple_of",
-    "multiscale_train_transform",
     "test_transform",
     "train_transform",
 ]
@@ -153,56 +163,138 @@ def train_transform(
     return tensor
 
 
-def multiscale_train_transform(
-    image: Image.Image,
-    rng: np.random.Generator,
-    *,
-    global_size: int,
-    scale: int,
-    local_size: int,
-    image_width: int | None = None,
-    flip: bool = True,
-) -> dict[str, torch.Tensor]:
-    """Cut an aligned (global, local) crop pair for multi-scale training (SemST Eq. 4-5).
+@dataclass(frozen=True)
+class SingleScaleCrops:
+    """One crop per image with CUT's preprocessing (`train_transform`).
+
+    Attributes:
+        preprocess: one of `PREPROCESS_MODES`.
+        load_size: resize size (``resize_and_crop``) or width (``scale_width*``).
+        crop_size: side of the random square crop.
+        flip: random horizontal flips.
+        steady_from_epoch: from this epoch on ``load_size`` is replaced by ``crop_size`` (no resize jitter;
+            CUT does this for the learning-rate decay phase); None keeps ``load_size``.
+    """
+
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    steady_from_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"Unknown preprocess mode {self.preprocess!r}; expected one of {', '.join(PREPROCESS_MODES)}."
+            )
+        _check_positive_int(self.load_size, "load_size")
+        _check_positive_int(self.crop_size, "crop_size")
+        if self.steady_from_epoch is not None and (
+            isinstance(self.steady_from_epoch, bool) or self.steady_from_epoch < 0
+        ):
+            raise ValueError(f"steady_from_epoch must be >= 0 or None, got {self.steady_from_epoch!r}.")
+
+    def load_size_for_epoch(self, epoch: int) -> int:
+        """The resize size used in an epoch (``crop_size`` once ``steady_from_epoch`` is reached)."""
+        if self.steady_from_epoch is not None and epoch >= self.steady_from_epoch:
+            return self.crop_size
+        return self.load_size
+
+    def undersized(self, width: int, height: int) -> bool:
+        """Whether an image of this size is upscaled to fit a crop (CUT's crop sizes: never worth a warning)."""
+        return False
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator, epoch: int) -> DomainCrops:
+        crop = train_transform(
+            image,
+            rng,
+            preprocess=self.preprocess,
+            load_size=self.load_size_for_epoch(epoch),
+            crop_size=self.crop_size,
+            flip=self.flip,
+        )
+        return DomainCrops(crop=crop)
+
+
+@dataclass(frozen=True)
+class MultiScaleCrops:
+    """An aligned (global, local) crop pair per image for multi-scale training (SemST Eq. 4-5).
 
     The image is resized to ``image_width`` (aspect kept) if given, upscaled (aspect kept) if a side is
     shorter than the global region ``global_size * scale``, flipped horizontally with probability 0.5 if
     ``flip``, and then cropped by `semst.multiscale.crops.sample_multiscale_crops`: a random region of
-    ``global_size * scale`` pixels downsampled by area averaging to ``global_size`` (X_g), and a random
-    ``local_size`` full-resolution crop inside it (X_l), aligned to the global crop's pixel grid.
+    ``global_size * scale`` pixels downsampled by T (`semst.multiscale.crops.downsample`) to ``global_size``
+    (X_g), and a random ``local_size`` full-resolution crop inside it (X_l), aligned to the global crop's
+    pixel grid. Random numbers come only from ``rng``, in a fixed order (flip, global offset, local offset).
 
-    Random numbers come only from ``rng``, in a fixed order (flip, global offset, local offset).
-
-    Returns:
-        ``{"global": (3, global_size, global_size), "local": (3, local_size, local_size)`` tensors in
-        ``[-1, 1]``, ``"box": (4,) int64`` = the local crop in global-crop pixels as (top, left, height,
-        width)``}``.
+    Attributes:
+        global_size: side of X_g (h_g = w_g).
+        scale: downsampling factor of X_g; it covers ``global_size * scale`` image pixels a side.
+        local_size: side of X_l (h_l = w_l), a multiple of ``scale``.
+        image_width: resize images to this width first (aspect kept); None = as stored.
+        flip: random horizontal flips.
     """
-    from semst.multiscale.crops import Box, crop_and_resize, sample_multiscale_crops
 
-    for name, value in (("global_size", global_size), ("scale", scale), ("local_size", local_size)):
-        _check_positive_int(value, name)
-    image = convert_to_rgb(image)
-    if image_width is not None:
-        _check_positive_int(image_width, "image_width")
-        image = _scale_width(image, image_width)
-    region = global_size * scale
-    image = _upscale_to_cover(image, region)
-    if flip and rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    crops = sample_multiscale_crops(
-        image.height, image.width, global_region=region, scale=scale, local_size=local_size, rng=rng
-    )
-    g = crops.global_box
-    # Only the global region is converted to a tensor; the local crop is cut from it.
-    region_tensor = image_to_tensor(image.crop((g.left, g.top, g.left + g.width, g.top + g.height)))
-    local_in_region = Box(crops.local_box.top - g.top, crops.local_box.left - g.left, local_size, local_size)
-    inner = crops.local_in_global
-    return {
-        "global": crop_and_resize(region_tensor, Box(0, 0, region, region), global_size),  # (3, gs, gs)
-        "local": crop_and_resize(region_tensor, local_in_region).contiguous(),  # (3, ls, ls)
-        "box": torch.tensor([inner.top, inner.left, inner.height, inner.width], dtype=torch.int64),
-    }
+    global_size: int = 256
+    scale: int = 2
+    local_size: int = 256
+    image_width: int | None = None
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("global_size", "scale", "local_size"):
+            _check_positive_int(getattr(self, name), name)
+        if self.image_width is not None:
+            _check_positive_int(self.image_width, "image_width")
+
+    @property
+    def region(self) -> int:
+        """Side of the global region in image pixels."""
+        return self.global_size * self.scale
+
+    def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        """An image's (width, height) after the ``image_width`` resize."""
+        if self.image_width is None:
+            return width, height
+        return self.image_width, round(height * self.image_width / width)
+
+    def undersized(self, width: int, height: int) -> bool:
+        """Whether an image of this size is smaller than the global region (it would be upscaled)."""
+        return min(self.scaled_size(width, height)) < self.region
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator, epoch: int) -> DomainCrops:
+        from semst.multiscale.crops import Box, crop, downsample, sample_multiscale_crops
+
+        image = convert_to_rgb(image)
+        if self.image_width is not None:
+            image = _scale_width(image, self.image_width)
+        image = _upscale_to_cover(image, self.region)
+        if self.flip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        boxes = sample_multiscale_crops(
+            image.height,
+            image.width,
+            global_region=self.region,
+            scale=self.scale,
+            local_size=self.local_size,
+            rng=rng,
+        )
+        g = boxes.global_box
+        # Only the global region is converted to a tensor; the local crop is cut from it.
+        region = image_to_tensor(image.crop((g.left, g.top, g.left + g.width, g.top + g.height)))
+        local_in_region = Box(
+            boxes.local_box.top - g.top, boxes.local_box.left - g.left, self.local_size, self.local_size
+        )
+        inner = boxes.local_in_global
+        return DomainCrops(
+            crop=crop(region, local_in_region).contiguous(),  # (3, ls, ls)
+            global_crop=downsample(region, self.scale),  # (3, gs, gs)
+            box=torch.tensor([inner.top, inner.left, inner.height, inner.width], dtype=torch.int64),  # (4,)
+        )
+
+
+CropSpec = SingleScaleCrops | MultiScaleCrops
+"""What a translator trains on; see `semst.translators.Translator.crop_spec`."""
 
 
 def test_transform(image: Image.Image) -> torch.Tensor:

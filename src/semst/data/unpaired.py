@@ -8,9 +8,9 @@ the global batch is split between DDP processes, or on whether training was inte
 
 Typical use::
 
-    dataset = UnpairedImages("data/trainA", "data/trainB", seed=cfg.seed)
+    dataset = UnpairedImages("data/trainA", "data/trainB", SingleScaleCrops(crop_size=256), seed=cfg.seed)
     sampler = StepBatchSampler(len(dataset), batch_size=1, start_step=resumed, rank=rank, world_size=world)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=4, collate_fn=collate_unpaired)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=4, collate_fn=collate)
     for step, batch in zip(range(resumed, total_steps), loader):
         ...
 """
@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Sampler
 
+from semst.data.batch import Sample
 from semst.data.images import find_images, load_rgb
-from semst.data.transforms import PREPROCESS_MODES, multiscale_train_transform, train_transform
+from semst.data.transforms import CropSpec, SingleScaleCrops
 
-__all__ = ["StepBatchSampler", "UnpairedImages", "collate_unpaired", "epoch_of_step"]
+__all__ = ["StepBatchSampler", "UnpairedImages", "epoch_of_step"]
 
 # Every RNG is seeded with four words [seed, epoch, position, stream]. A fixed length matters: numpy's
 # SeedSequence pads short entropy with zeros, so [s, e] and [s, e, 0, 0] would give the same stream.
@@ -89,7 +89,7 @@ def _find_domain_images(directory: str | os.PathLike[str], domain: str) -> list[
         raise ValueError(f"The {domain} images cannot be used: {error}") from error
 
 
-class UnpairedImages(Dataset[dict[str, Any]]):
+class UnpairedImages(Dataset[Sample]):
     """Pairs of unrelated images from a source and a target domain, addressed by ``(epoch, position)``.
 
     The epoch length is ``max(n_source, n_target)`` as in CUT. For the item at ``(epoch, position)``:
@@ -99,7 +99,8 @@ class UnpairedImages(Dataset[dict[str, Any]]):
       source domain is the larger one, every source image appears exactly once per epoch;
     - the target image is drawn uniformly at random from the RNG seeded by ``(seed, epoch, position)``,
       independently of the source (CUT's ``serial_batches=False``);
-    - crop and flip come from :func:`~semst.data.transforms.train_transform` with generators seeded by
+    - crops and flips come from the crop specification (:class:`~semst.data.transforms.SingleScaleCrops` or
+      :class:`~semst.data.transforms.MultiScaleCrops`) with generators seeded by
       ``np.random.default_rng([seed, epoch, position, k])``, ``k = 1`` for the source and ``k = 2`` for the
       target.
 
@@ -115,55 +116,31 @@ class UnpairedImages(Dataset[dict[str, Any]]):
         self,
         source_dir: str | os.PathLike[str],
         target_dir: str | os.PathLike[str],
+        crops: CropSpec | None = None,
         *,
-        preprocess: str = "resize_and_crop",
-        load_size: int = 286,
-        crop_size: int = 256,
-        flip: bool = True,
         seed: int = 0,
         max_dataset_size: int | None = None,
-        steady_from_epoch: int | None = None,
-        multiscale: dict[str, Any] | None = None,
     ) -> None:
         """Finds the images of both domains.
 
         Args:
-            source_dir: Directory (searched recursively) or single image file of the source domain.
-            target_dir: Directory or single image file of the target domain.
-            preprocess: One of :data:`~semst.data.transforms.PREPROCESS_MODES`.
-            load_size: Resize size for the ``resize``/``scale_width`` modes.
-            crop_size: Random crop size for the crop modes.
-            flip: Whether to flip images horizontally at random.
+            source_dir: Directory (searched recursively), single image file or ``NAME:PATH`` data set of the
+                source domain.
+            target_dir: The same for the target domain.
+            crops: How training crops are cut (default: ``SingleScaleCrops()``, CUT's defaults).
             seed: Seed of all data randomness, in ``[0, 2**32)``.
             max_dataset_size: If given, only the first ``max_dataset_size`` images (in sorted order) of each
                 domain are used.
-            steady_from_epoch: If given, from this epoch on ``load_size`` is replaced by ``crop_size``, which
-                turns off the resize jitter (CUT does this for the learning-rate decay phase).
-            multiscale: If given, keyword arguments of
-                :func:`~semst.data.transforms.multiscale_train_transform` (``global_size``, ``scale``,
-                ``local_size``, ``image_width``): items then hold an aligned global/local crop pair per domain
-                instead of one crop, and ``preprocess``/``load_size``/``crop_size`` are not used.
 
         Raises:
             FileNotFoundError: A domain's path does not exist (the message names the domain and the path).
             ValueError: A domain has no images, or an argument is out of range.
         """
-        if preprocess not in PREPROCESS_MODES:
-            raise ValueError(
-                f"Unknown preprocess mode {preprocess!r}; expected one of {', '.join(PREPROCESS_MODES)}."
-            )
-        self.preprocess = preprocess
-        self.load_size = _check_int(load_size, "load_size", minimum=1)
-        self.crop_size = _check_int(crop_size, "crop_size", minimum=1)
-        self.flip = bool(flip)
+        self.crops: CropSpec = SingleScaleCrops() if crops is None else crops
         self.seed = _check_int(seed, "seed", minimum=0, maximum=_MAX_SEED)
         if max_dataset_size is not None:
             max_dataset_size = _check_int(max_dataset_size, "max_dataset_size", minimum=1)
-        if steady_from_epoch is not None:
-            steady_from_epoch = _check_int(steady_from_epoch, "steady_from_epoch", minimum=0)
         self.max_dataset_size = max_dataset_size
-        self.steady_from_epoch = steady_from_epoch
-        self.multiscale = dict(multiscale) if multiscale is not None else None
 
         source_paths = _find_domain_images(source_dir, "source")
         target_paths = _find_domain_images(target_dir, "target")
@@ -208,36 +185,14 @@ class UnpairedImages(Dataset[dict[str, Any]]):
         target_index = int(target_rng.integers(0, len(self.target_paths)))
         return source_index, target_index
 
-    def load_size_for_epoch(self, epoch: int) -> int:
-        """Returns the resize size used in an epoch (``crop_size`` once ``steady_from_epoch`` is reached)."""
-        if self.steady_from_epoch is not None and epoch >= self.steady_from_epoch:
-            return self.crop_size
-        return self.load_size
-
-    def _transform(self, path: Path, epoch: int, position: int, stream: int) -> Any:
-        rng = np.random.default_rng([self.seed, epoch, position, stream])
-        if self.multiscale is not None:
-            return multiscale_train_transform(load_rgb(path), rng, flip=self.flip, **self.multiscale)
-        return train_transform(
-            load_rgb(path),
-            rng,
-            preprocess=self.preprocess,
-            load_size=self.load_size_for_epoch(epoch),
-            crop_size=self.crop_size,
-            flip=self.flip,
-        )
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        """Loads and augments the pair at ``key = (epoch, position)``.
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
+        """Loads and crops the pair at ``key = (epoch, position)``.
 
         Args:
             key: ``(epoch, position)`` with ``epoch >= 0`` and ``0 <= position < len(self)``.
 
         Returns:
-            ``{"source": (3, h, w) tensor, "target": (3, h, w) tensor, "source_path": str, "target_path": str,
-            "epoch": int, "position": int}``, tensors in ``[-1, 1]``. In multi-scale mode ``"source"`` is
-            replaced by ``"source_global"``, ``"source_local"`` and ``"source_box"`` (see
-            :func:`~semst.data.transforms.multiscale_train_transform`), and likewise for ``"target"``.
+            A :class:`~semst.data.batch.Sample` whose crops are tensors in ``[-1, 1]``.
 
         Raises:
             TypeError: ``key`` is not an ``(epoch, position)`` pair.
@@ -254,58 +209,12 @@ class UnpairedImages(Dataset[dict[str, Any]]):
         source_index, target_index = self.indices(epoch, position)
         source_path = self.source_paths[source_index]
         target_path = self.target_paths[target_index]
-        item: dict[str, Any] = {}
-        for domain, path, stream in (
-            ("source", source_path, _STREAM_SOURCE_AUGMENT),
-            ("target", target_path, _STREAM_TARGET_AUGMENT),
-        ):
-            crops = self._transform(path, epoch, position, stream)
-            if isinstance(crops, dict):  # multi-scale: source_global, source_local, source_box, ...
-                item.update({f"{domain}_{name}": value for name, value in crops.items()})
-            else:
-                item[domain] = crops
-        item.update(
-            source_path=str(source_path), target_path=str(target_path), epoch=epoch, position=position
-        )
-        return item
+        source = self.crops(load_rgb(source_path), self._rng(epoch, position, _STREAM_SOURCE_AUGMENT), epoch)
+        target = self.crops(load_rgb(target_path), self._rng(epoch, position, _STREAM_TARGET_AUGMENT), epoch)
+        return Sample(source, target, str(source_path), str(target_path), epoch, position)
 
-
-def collate_unpaired(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batches items of :class:`UnpairedImages`; the same result as PyTorch's default collate, clearer errors.
-
-    Args:
-        items: Items returned by :meth:`UnpairedImages.__getitem__`.
-
-    Returns:
-        ``{"source": (B, 3, h, w), "target": (B, 3, h, w), "source_path": list[str], "target_path": list[str],
-        "epoch": (B,) int64, "position": (B,) int64}``; in multi-scale mode every ``<domain>_global``,
-        ``<domain>_local`` and ``<domain>_box`` tensor is stacked likewise.
-
-    Raises:
-        ValueError: ``items`` is empty, or the images of a domain differ in size (possible with the ``none``
-            and ``scale_width`` modes, which do not crop).
-    """
-    if not items:
-        raise ValueError("Cannot collate an empty batch.")
-    batch: dict[str, Any] = {}
-    for name in items[0]:
-        if not isinstance(items[0][name], torch.Tensor):
-            continue
-        tensors = [item[name] for item in items]
-        shapes = {tuple(tensor.shape) for tensor in tensors}
-        if len(shapes) > 1:
-            domain = name.split("_")[0]
-            paths = [item[f"{domain}_path"] for item in items]
-            raise ValueError(
-                f"Cannot batch {domain} images of different sizes {sorted(shapes)} (files {paths}); use a "
-                "preprocess mode that crops to a fixed size, or a batch size of 1."
-            )
-        batch[name] = torch.stack(tensors)  # (B, ...)
-    for name in ("source_path", "target_path"):
-        batch[name] = [item[name] for item in items]
-    for name in ("epoch", "position"):
-        batch[name] = torch.tensor([item[name] for item in items], dtype=torch.int64)  # (B,)
-    return batch
+    def _rng(self, epoch: int, position: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, position, stream])
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):

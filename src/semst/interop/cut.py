@@ -630,9 +630,9 @@ def _file_sha256(path: str | Path) -> str:
 
 
 def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | None = None) -> Path:
-    """Converts a CUT/CycleGAN generator file into a semst checkpoint for `SemST.from_checkpoint`.
+    """Converts a CUT/CycleGAN generator file into a semst checkpoint for `Translator.from_checkpoint`.
 
-    The checkpoint holds the generator as `generator.*` tensors and, as metadata, a single-scale config
+    The checkpoint holds the generator as `translator.generator.*` tensors and, as metadata, a single-scale config
     (`preset: custom`, `multiscale.enabled: false`, the inferred generator settings; the other sections keep
     semst's defaults, since the training settings of the source are unknown), `kind: "imported"`, `step: 0`,
     `name` and `source` (file name, absolute path, size, SHA-256 and the inferred architecture). It works with
@@ -676,8 +676,8 @@ def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | Non
         {"preset": "custom", "generator": generator_settings, "multiscale": {"enabled": False}},
         source=f"the architecture of {path}",
     ).validate()
-    # The checkpoint must load with SemST.from_checkpoint, which builds the generator from this config.
-    from semst.model import generator_from_config
+    # The checkpoint must load with Translator.from_checkpoint, which builds the generator from this config.
+    from semst.translators import generator_from_config
 
     with torch.device("meta"):  # shapes only
         wanted = {
@@ -705,7 +705,7 @@ def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | Non
             "architecture": arch,
         },
     }
-    tensors = {f"generator.{key}": tensor for key, tensor in converted.items()}
+    tensors = {f"translator.generator.{key}": tensor for key, tensor in converted.items()}
     written = ckpt.save_checkpoint(out, tensors, meta)
     logger.debug("converted %s (%s) to %s", path, arch["cut_netG"], written)
     return written

@@ -1,38 +1,36 @@
-"""Multi-scale SemST (paper section 3.3, Eq. 4-6): aligned global/local crops, scale attention, fusion.
+"""Building blocks of multi-scale SemST (paper section 3.3, Eq. 4-6).
 
-- ``crops.py``: a global crop (a large region, downsampled) and a full-resolution local crop inside it,
-  aligned so that the local crop maps onto whole pixels of the global prediction (Eq. 4-5).
-- ``fusion.py``: the scale-attention head (M_s) and the fusion ``M_s * Y_l + (1 - M_s) * Y_g`` (Eq. 6), with
-  the banded upsampling that full-resolution translation fuses with.
-- ``inference.py``: full-resolution translation with bounded memory (global pass on the downsampled image,
-  local pass on tiles, fusion).
+- ``crops.py``: the downsampling T of Eq. 4 (`downsample`) and aligned global/local crop boxes (Eq. 4-5):
+  the local crop maps onto whole pixels of the global prediction.
+- ``fusion.py``: the scale-attention head (M_s) and the fusion ``M_s * Y_l + (1 - M_s) * Y_g`` (Eq. 6,
+  `fuse`), with the exact upsampling by the scale factor that training (`crop_to_boxes`) and full-resolution
+  translation (`upsample_rows`, band by band) share.
 - ``visualize.py``: the picture of a fusion (global, local, M_s heat map, fused).
 
-The two-generator model is ``semst.model.SemST`` with ``multiscale.enabled``; its training step is
-``semst.training.multiscale_step``.
+The translator that puts them together (training, tiled full-resolution translation and export) is
+`semst.translators.MultiScaleTranslator`.
 """
 
-from semst.multiscale.crops import Box, MultiScaleCrops, crop_and_resize, sample_multiscale_crops
+from semst.multiscale.crops import Box, CropBoxes, crop, downsample, sample_multiscale_crops
 from semst.multiscale.fusion import (
     ScaleAttentionHead,
     attention_tap,
-    fuse_predictions,
+    crop_to_boxes,
+    fuse,
+    upsample_by,
     upsample_rows,
-    upsample_to,
 )
-from semst.multiscale.inference import downsample, global_prediction, translate_multiscale
 
 __all__ = [
     "Box",
-    "MultiScaleCrops",
+    "CropBoxes",
     "ScaleAttentionHead",
     "attention_tap",
-    "crop_and_resize",
+    "crop",
+    "crop_to_boxes",
     "downsample",
-    "fuse_predictions",
-    "global_prediction",
+    "fuse",
     "sample_multiscale_crops",
-    "translate_multiscale",
+    "upsample_by",
     "upsample_rows",
-    "upsample_to",
 ]

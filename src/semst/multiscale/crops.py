@@ -10,6 +10,12 @@ From an image of H x W pixels:
 As in HRDA, the local crop's offset inside the global region and its size are multiples of ``scale``, so
 the local crop covers exactly the global-output pixels ``local_in_global`` and the global prediction can be
 upsampled and cropped onto it without interpolation offsets (the fusion of Eq. 6).
+
+`downsample` is the operator T of Eq. 4, the one definition that training crops, full-resolution
+translation and exported models use: average pooling over ``scale`` x ``scale`` blocks, so that pixel i of
+the downsampled image covers exactly the image pixels ``[i * scale, (i + 1) * scale)`` (a last block cut
+short by the image border averages the pixels it has). Upsampling by exactly ``scale`` then brings a global
+prediction back onto the same grid (semst.multiscale.fusion).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ class Box:
 
 
 @dataclass(frozen=True)
-class MultiScaleCrops:
+class CropBoxes:
     global_box: Box  # the global region, in image pixels
     local_box: Box  # the local crop, in image pixels (inside global_box)
     local_in_global: Box  # the local crop in the pixels of the downsampled global crop
@@ -49,7 +55,7 @@ def _check(name: str, value: int, minimum: int = 1) -> None:
 
 def sample_multiscale_crops(
     height: int, width: int, *, global_region: int, scale: int, local_size: int, rng: np.random.Generator
-) -> MultiScaleCrops:
+) -> CropBoxes:
     """Draw an aligned (global, local) crop pair from an image of ``height`` x ``width`` pixels.
 
     Args:
@@ -88,7 +94,7 @@ def sample_multiscale_crops(
     steps = (global_region - local_size) // scale + 1
     local_top = int(rng.integers(0, steps)) * scale
     local_left = int(rng.integers(0, steps)) * scale
-    return MultiScaleCrops(
+    return CropBoxes(
         global_box=Box(top, left, global_region, global_region),
         local_box=Box(top + local_top, left + local_left, local_size, local_size),
         local_in_global=Box(
@@ -98,16 +104,22 @@ def sample_multiscale_crops(
     )
 
 
-def crop_and_resize(image: torch.Tensor, box: Box, size: int | None = None) -> torch.Tensor:
-    """Cut ``box`` out of a (C, H, W) or (B, C, H, W) tensor; with ``size``, resize it to ``size`` x ``size``
-    (area averaging when shrinking by an integer factor, as the global crop's downsampling T of Eq. 4)."""
+def downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """T of Eq. 4: (..., H, W) -> (..., ceil(H / scale), ceil(W / scale)) by averaging scale x scale blocks.
+
+    Blocks cut short by the image border average the pixels they have. Traceable for export (ONNX
+    AveragePool with ``ceil_mode``); the identity for ``scale == 1``.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    if scale == 1:
+        return image
+    batch = image.unsqueeze(0) if image.ndim == 3 else image  # (B, C, H, W)
+    out = F.avg_pool2d(batch, scale, scale, ceil_mode=True, count_include_pad=False)
+    return out[0] if image.ndim == 3 else out
+
+
+def crop(image: torch.Tensor, box: Box) -> torch.Tensor:
+    """Cut ``box`` out of a (..., H, W) tensor."""
     rows, cols = box.slices()
-    crop = image[..., rows, cols]
-    if size is None or size == box.height:
-        return crop
-    batch = crop.unsqueeze(0) if crop.ndim == 3 else crop  # (B, C, h, w)
-    if box.height % size == 0 and box.width % size == 0:
-        out = F.avg_pool2d(batch, kernel_size=box.height // size)
-    else:
-        out = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return out[0] if crop.ndim == 3 else out
+    return image[..., rows, cols]

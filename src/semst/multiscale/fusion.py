@@ -47,10 +47,15 @@ def attention_tap(generator: nn.Module) -> str:
     return f"res{blocks}" if blocks else "down2"
 
 
-def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) to ``size`` (no-op if it already has that size)."""
-    if tuple(x.shape[-2:]) == tuple(size):
+def upsample_by(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bilinear upsampling of (B, C, h, w) by exactly ``scale`` to (B, C, h * scale, w * scale).
+
+    The inverse grid of `semst.multiscale.crops.downsample`: pixel i of ``x`` lands on output pixels
+    ``[i * scale, (i + 1) * scale)``. The output size is computed from ``x``'s shape (traceable).
+    """
+    if scale == 1:
         return x
+    size = (x.shape[-2] * scale, x.shape[-1] * scale)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -65,30 +70,33 @@ def _linear_taps(out_start: int, out_stop: int, in_size: int, out_size: int):
     return low, high, frac
 
 
-def upsample_rows(x: torch.Tensor, rows: slice, size: tuple[int, int]) -> torch.Tensor:
-    """Rows ``rows`` of ``upsample_to(x, size)``, computed without the full-size result.
+def upsample_rows(x: torch.Tensor, rows: slice, scale: int, width: int) -> torch.Tensor:
+    """``upsample_by(x, scale)[..., rows, :width]``, computed without the full-size result.
 
     Full-resolution translation fuses a low-resolution global prediction into a large image band by band,
-    so memory holds one band, not an upsampled copy of the whole image. Equal (to float rounding) to
-    ``upsample_to(x, size)[..., rows, :]``.
+    so memory holds one band, not an upsampled copy of the whole image. Equal (to float rounding) to the
+    full computation.
 
     Args:
         x: (B, C, h, w).
-        rows: a slice with explicit start and stop in ``[0, size[0]]``.
-        size: the full output size (H, W).
+        rows: a slice with explicit start and stop in ``[0, h * scale]``.
+        scale: the upsampling factor.
+        width: output columns kept, at most ``w * scale``.
     """
-    height, width = size
+    height, full_width = x.shape[-2] * scale, x.shape[-1] * scale
     if not (0 <= rows.start < rows.stop <= height) or rows.step not in (None, 1):
         raise ValueError(f"rows {rows} must be a non-empty slice of 0..{height}")
-    if tuple(x.shape[-2:]) == (height, width):
-        return x[..., rows, :]
+    if not 0 < width <= full_width:
+        raise ValueError(f"width {width} must be in 1..{full_width}")
+    if scale == 1:
+        return x[..., rows, :width]
     top, bottom, frac_y = _linear_taps(rows.start, rows.stop, x.shape[-2], height)
-    left, right, frac_x = _linear_taps(0, width, x.shape[-1], width)
+    left, right, frac_x = _linear_taps(0, width, x.shape[-1], full_width)
     frac_y = frac_y.to(x.device, x.dtype)[:, None]  # (band, 1)
-    frac_x = frac_x.to(x.device, x.dtype)  # (W,)
+    frac_x = frac_x.to(x.device, x.dtype)  # (width,)
     top, bottom, left, right = (t.to(x.device) for t in (top, bottom, left, right))
     band = x[..., top, :] * (1 - frac_y) + x[..., bottom, :] * frac_y  # (B, C, band, w)
-    return band[..., left] * (1 - frac_x) + band[..., right] * frac_x  # (B, C, band, W)
+    return band[..., left] * (1 - frac_x) + band[..., right] * frac_x  # (B, C, band, width)
 
 
 def _as_boxes(boxes: Box | Sequence[Box] | torch.Tensor, batch: int) -> list[Box]:
@@ -106,46 +114,28 @@ def _as_boxes(boxes: Box | Sequence[Box] | torch.Tensor, batch: int) -> list[Box
     return boxes
 
 
-def fuse_predictions(
-    local_pred: torch.Tensor,
-    global_pred: torch.Tensor,
-    attention: torch.Tensor,
-    local_in_global: Box | Sequence[Box] | torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 6 over the local crop.
-
-    The global prediction and the attention are upsampled over the whole global crop (bilinear, by the
-    crop's integer scale) and then cut to the local crop, exactly as full-resolution translation upsamples
-    them over the whole image, so that training and inference fuse the same values.
+def crop_to_boxes(maps: torch.Tensor, boxes: Box | Sequence[Box] | torch.Tensor, scale: int) -> torch.Tensor:
+    """The global maps (B, C, hg, wg) upsampled by ``scale`` and cut to each image's local crop.
 
     Args:
-        local_pred: Y_l, (B, C, hl, wl), the local generator's output at full resolution.
-        global_pred: Y_g, (B, C, hg, wg), the global generator's output on the downsampled global crop.
-        attention: M_s at any resolution covering the global crop, (B, 1, ha, wa); resized to (hg, wg).
-        local_in_global: the local crop's box in global-output pixels (from ``sample_multiscale_crops``):
-            one Box for the whole batch, one per image, or a (B, 4) tensor of (top, left, height, width).
+        maps: global-branch maps (Y_g and M_s) at the global crop's resolution.
+        boxes: each local crop's box in global-crop pixels (from ``sample_multiscale_crops``): one Box for
+            the whole batch, one per image, or a (B, 4) tensor of (top, left, height, width).
+        scale: the global crop's downsampling factor.
 
     Returns:
-        (fused, global_on_local, attention_on_local), each at the local crop's resolution (hl, wl).
+        (B, C, box.height * scale, box.width * scale): the values full-resolution translation computes at
+        the local crop's pixels (it upsamples the whole downsampled image the same way).
     """
-    if local_pred.shape[:2] != global_pred.shape[:2]:
-        raise ValueError(
-            f"local and global predictions differ in batch/channels: {tuple(local_pred.shape)} vs "
-            f"{tuple(global_pred.shape)}"
-        )
-    batch, channels = local_pred.shape[:2]
-    hl, wl = local_pred.shape[-2:]
-    hg, wg = global_pred.shape[-2:]
-    attention = upsample_to(attention, (hg, wg))  # (B, 1, hg, wg)
-    both = torch.cat([global_pred, attention], dim=1)  # (B, C + 1, hg, wg)
     pieces = []
-    for b, box in enumerate(_as_boxes(local_in_global, batch)):
-        if hl % box.height or wl % box.width or hl // box.height != wl // box.width:
-            raise ValueError(f"the local prediction ({hl}x{wl}) is not an integer upscale of its box {box}")
-        s = hl // box.height
-        up = upsample_to(both[b : b + 1], (hg * s, wg * s))  # (1, C + 1, hg * s, wg * s)
-        pieces.append(up[..., box.top * s : box.top * s + hl, box.left * s : box.left * s + wl])
-    on_local = torch.cat(pieces)  # (B, C + 1, hl, wl)
-    global_on_local, attention_on_local = on_local[:, :channels], on_local[:, channels:]
-    fused = attention_on_local * local_pred + (1 - attention_on_local) * global_on_local
-    return fused, global_on_local, attention_on_local
+    for b, box in enumerate(_as_boxes(boxes, maps.shape[0])):
+        up = upsample_by(maps[b : b + 1], scale)  # (1, C, hg * s, wg * s)
+        top, left = box.top * scale, box.left * scale
+        pieces.append(up[..., top : top + box.height * scale, left : left + box.width * scale])
+    return torch.cat(pieces)  # (B, C, hl, wl)
+
+
+def fuse(local: torch.Tensor, global_image: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: ``Y = M_s * Y_l + (1 - M_s) * Y_g``, all at one resolution: (B, C, h, w), (B, C, h, w),
+    (B, 1, h, w) -> (B, C, h, w). The one place the fusion is computed, in training and inference."""
+    return attention * local + (1 - attention) * global_image

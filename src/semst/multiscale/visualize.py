@@ -56,14 +56,14 @@ def fusion_panel(image: Image.Image, parts: dict, *, height: int = 320, cmap: st
 
     Args:
         image: the input (PIL).
-        parts: from ``SemST.translate_parts``: ``global``, ``local``, ``fused`` PIL images and
+        parts: from ``MultiScaleTranslator.translate_parts``: ``global``, ``local``, ``fused`` PIL images and
             ``attention``, M_s as an (H, W) float array in [0, 1].
         height: the height each image is scaled to (aspect kept).
         cmap: a matplotlib colour map name for M_s.
     """
     missing = [key for key, _ in PANEL_ORDER if key != "input" and key not in parts]
     if missing:
-        raise ValueError(f"fusion_panel needs the parts {missing} (see SemST.translate_parts)")
+        raise ValueError(f"fusion_panel needs the parts {missing} (see MultiScaleTranslator.translate_parts)")
     attention = np.asarray(parts["attention"], dtype=np.float32)
     images = {"input": image.convert("RGB"), **parts, "attention": heat_map(attention, cmap)}
     width = max(1, round(image.width * height / image.height))

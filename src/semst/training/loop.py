@@ -7,13 +7,17 @@
     run_dir/scalars.jsonl, train.log, tensorboard/, samples/   (see semst.training.logger)
 
 ``train(config, run_dir, resume=True)`` continues from the latest checkpoint of ``run_dir`` exactly as
-if the run had not stopped. The loop knows nothing about the losses: those live in ``step.py``.
+if the run had not stopped. It is `build_run` (check the run folder and the data, build the networks,
+optimizers, data loader and logger, restore a checkpoint) followed by `run_training` (the loop). The loop
+knows nothing about the losses or the kind of translator: those live in ``step.py`` and
+`semst.translators`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +27,14 @@ from tqdm.auto import tqdm
 
 from semst import checkpoint as ckpt
 from semst.config import ConfigError, ExperimentConfig
-from semst.data import StepBatchSampler, UnpairedImages, collate_unpaired
-from semst.model import SemST
-from semst.runtime import init_distributed, resolve_device, tune_cpu_allocator
+from semst.data import StepBatchSampler, UnpairedImages, collate
+from semst.data.transforms import CropSpec
+from semst.runtime import Distributed, init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
-from semst.training.multiscale_step import multiscale_preview, multiscale_train_step
+from semst.training.networks import TrainingNetworks, make_optimizers
 from semst.training.schedule import linear_decay_factor
-from semst.training.state import (
-    load_training_checkpoint,
-    make_optimizers,
-    save_training_checkpoint,
-    training_networks,
-)
-from semst.training.step import train_step
+from semst.training.state import load_training_checkpoint, save_training_checkpoint
+from semst.training.step import preview, train_step
 
 # Settings that may change when a run is resumed: they affect how long it runs, where the data is read
 # from and what is logged, not what a step computes.
@@ -113,29 +112,30 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
     return None
 
 
-def multiscale_sampling(config: ExperimentConfig) -> dict[str, Any] | None:
-    """The crop settings of multi-scale training data (None for single-scale)."""
-    ms = config.multiscale
-    if not ms.enabled:
-        return None
-    return {
-        "global_size": ms.global_size,
-        "scale": ms.scale,
-        "local_size": ms.local_size,
-        "image_width": ms.image_width,
-    }
+def check_data_sources(config: ExperimentConfig) -> None:
+    """Both domains must be named before training starts."""
+    if not config.data.source or not config.data.target:
+        raise ConfigError(
+            "data.source and data.target must name the source and target images (--source/--target, "
+            "--data ROOT, or data.source/data.target in a config file)"
+        )
 
 
-def check_multiscale_image_sizes(
-    config: ExperimentConfig, dataset: UnpairedImages, sample: int = 20
-) -> str | None:
-    """A warning if images are smaller than the multi-scale global region (they would be upscaled)."""
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """The saved config of ``run_dir``'s latest checkpoint with ``overrides`` applied (for ``--resume``);
+    `build_run` refuses overrides that would change what a step computes (`check_resumable`)."""
+    latest = ckpt.resolve_checkpoint(run_dir)
+    meta = ckpt.read_metadata(latest)
+    if "config" not in meta:
+        raise ckpt.CheckpointError(f"{latest}: the checkpoint holds no config; it cannot be resumed")
+    saved = ExperimentConfig.from_dict(meta["config"], source=str(latest))
+    return saved.replace(overrides or {}, source="command line").validate()
+
+
+def size_warning(crops: CropSpec, dataset: UnpairedImages, sample: int = 20) -> str | None:
+    """A warning if the first images are smaller than the crops need (they would be upscaled)."""
     from PIL import Image
 
-    ms = config.multiscale
-    if not ms.enabled:
-        return None
-    region = ms.global_size * ms.scale
     small = []
     for paths in (dataset.source_paths, dataset.target_paths):
         for path in paths[:sample]:
@@ -144,67 +144,70 @@ def check_multiscale_image_sizes(
                     width, height = image.size
             except OSError:
                 continue  # unreadable files are reported by the data loader, with their names
-            if ms.image_width is not None:
-                width, height = ms.image_width, round(height * ms.image_width / width)
-            if min(width, height) < region:
+            if crops.undersized(width, height):
                 small.append(f"{path.name} ({width}x{height})")
     if not small:
         return None
     return (
         f"{len(small)} of the first images (e.g. {', '.join(small[:3])}) are smaller than the multi-scale "
-        f"global region of {region} px (multiscale.global_size x multiscale.scale) and will be upscaled to "
-        "cover it. For small images train single-scale (--single-scale, as the paper does for 256 px data "
+        f"global region of {crops.region} px (multiscale.global_size x multiscale.scale) and will be upscaled "
+        "to cover it. For small images train single-scale (--single-scale, as the paper does for 256 px data "
         "sets) or lower multiscale.global_size / multiscale.scale."
     )
 
 
-def run_step(
-    config: ExperimentConfig,
-    networks: dict,
-    optimizers: dict,
-    batch: dict,
-    *,
-    step: int,
-    image_offset: int,
-    dist,
-    scalers: dict,
-) -> dict[str, torch.Tensor]:
-    """One training step of the configured kind (single- or multi-scale) on a batch on the device."""
-    common = {
-        "loss_cfg": config.loss,
-        "projection_cfg": config.projection,
-        "seed": config.train.seed,
-        "step": step,
-        "image_offset": image_offset,
-        "dist": dist,
-        "precision": config.train.precision,
-        "scalers": scalers,
-    }
-    if config.multiscale.enabled:
-        return multiscale_train_step(networks, optimizers, batch, multiscale_cfg=config.multiscale, **common)
-    return train_step(networks, optimizers, batch["source"], batch["target"], **common)
+@dataclass
+class TrainingRun:
+    """A training run ready to go: what `build_run` prepares and `run_training` runs."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    device: torch.device
+    dist: Distributed
+    networks: TrainingNetworks
+    optimizers: dict[str, torch.optim.Optimizer]
+    scalers: dict[str, torch.amp.GradScaler]
+    dataset: UnpairedImages
+    loader: DataLoader
+    steps_per_epoch: int
+    start_step: int
+    last_step: int
+    resume_from: Path | None
+    logger: RunLogger
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save(self, step: int, epoch: int) -> Path:
+        """Write a checkpoint after ``step`` steps and prune old ones."""
+        path = save_training_checkpoint(
+            self.checkpoint_dir / ckpt.checkpoint_name(step),
+            config=self.config,
+            networks=self.networks,
+            optimizers=self.optimizers,
+            scalers=self.scalers,
+            step=step,
+            extra={"epoch": epoch, "steps_per_epoch": self.steps_per_epoch},
+        )
+        _prune_checkpoints(self.checkpoint_dir, self.config.log.keep_checkpoints)
+        self.logger.info(f"step {step}: checkpoint {path}")
+        return path
+
+    def set_learning_rate(self, epoch: int) -> float:
+        train_cfg = self.config.train
+        lr = train_cfg.lr * linear_decay_factor(epoch, train_cfg.constant_epochs, train_cfg.decay_epochs)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
 
 
-@torch.no_grad()
-def preview(config: ExperimentConfig, networks: dict, batch: dict) -> dict[str, torch.Tensor]:
-    """The columns of a sample grid."""
-    if config.multiscale.enabled:
-        return multiscale_preview(networks, batch)
-    source, target = batch["source"], batch["target"]
-    grid = {"source": source, "translation": networks["generator"](source), "target": target}
-    if config.loss.identity:
-        grid["identity"] = networks["generator"](target)
-    return grid
-
-
-def train(
-    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
-) -> Path:
-    """Train G, D and F as ``config`` says; returns the path of the last checkpoint written."""
+def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> TrainingRun:
+    """Check the run folder and data, build networks, optimizers, data and logger; restore a checkpoint."""
     config.validate()
     run_dir = Path(run_dir)
-    if not config.data.source or not config.data.target:
-        raise ConfigError("data.source and data.target must name the source and target image folders")
+    check_data_sources(config)
     resume_from = prepare_run_dir(run_dir, config, resume=resume)
     if resume_from is not None:
         saved = ExperimentConfig.from_dict(ckpt.read_metadata(resume_from)["config"], source=str(resume_from))
@@ -216,31 +219,24 @@ def train(
         torch.set_num_threads(config.train.threads)
     if device.type == "cpu":
         tune_cpu_allocator()
-    train_cfg, log_cfg = config.train, config.log
+    train_cfg = config.train
 
+    torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
+    networks = TrainingNetworks.from_config(config).to(device)
+    crops = networks.translator.crop_spec(config)
     dataset = UnpairedImages(
         config.data.source,
         config.data.target,
-        preprocess=config.data.preprocess,
-        load_size=config.data.load_size,
-        crop_size=config.data.crop_size,
-        flip=config.data.flip,
+        crops,
         seed=train_cfg.seed,
         max_dataset_size=config.data.max_dataset_size,
-        steady_from_epoch=train_cfg.constant_epochs,
-        multiscale=multiscale_sampling(config),
     )
-
-    torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
-    model = SemST(config, training=True).to(device)
-    networks = training_networks(model)
     optimizers = make_optimizers(networks, train_cfg)
     scalers = (
         {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
         if train_cfg.precision == "fp16"
         else {}
     )
-
     start_step = 0
     if resume_from is not None:
         meta = load_training_checkpoint(
@@ -251,109 +247,119 @@ def train(
     sampler = StepBatchSampler(
         len(dataset), train_cfg.batch_size, start_step=start_step, rank=dist.rank, world_size=dist.world_size
     )
-    steps_per_epoch = sampler.steps_per_epoch
-    last_step = total_steps(config, steps_per_epoch)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=config.data.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
-        collate_fn=collate_unpaired,
+        collate_fn=collate,
     )
-
-    logger = RunLogger(run_dir, enabled=dist.is_main, tensorboard=log_cfg.tensorboard)
+    logger = RunLogger(run_dir, enabled=dist.is_main, tensorboard=config.log.tensorboard)
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in networks.items()}
+    run = TrainingRun(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        dist=dist,
+        networks=networks,
+        optimizers=optimizers,
+        scalers=scalers,
+        dataset=dataset,
+        loader=loader,
+        steps_per_epoch=sampler.steps_per_epoch,
+        start_step=start_step,
+        last_step=total_steps(config, sampler.steps_per_epoch),
+        resume_from=resume_from,
+        logger=logger,
+    )
+    n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in networks.parts().items()}
     logger.info(
-        f"{'resuming' if resume_from else 'starting'} {config.preset} "
-        f"{'multi-scale' if config.multiscale.enabled else 'single-scale'} run in {run_dir} on {device}"
-        f"{f' x{dist.world_size} processes' if dist.enabled else ''}: {len(dataset)} images per epoch "
-        f"({steps_per_epoch} steps), steps {start_step} -> {last_step}; parameters "
+        f"{'resuming' if resume_from else 'starting'} {config.preset} {networks.translator.kind} run in "
+        f"{run_dir} on {device}{f' x{dist.world_size} processes' if dist.enabled else ''}: {len(dataset)} "
+        f"images per epoch ({run.steps_per_epoch} steps), steps {start_step} -> {run.last_step}; parameters "
         + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
     )
-
-    warning = check_multiscale_image_sizes(config, dataset)
+    warning = size_warning(crops, dataset)
     if warning:
         logger.warning(warning)
-    checkpoint_dir = run_dir / "checkpoints"
-    last_path = resume_from
+    return run
 
-    def save(step: int, epoch: int) -> Path:
-        path = save_training_checkpoint(
-            checkpoint_dir / ckpt.checkpoint_name(step),
-            config=config,
-            networks=networks,
-            optimizers=optimizers,
-            scalers=scalers,
-            step=step,
-            extra={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
-        )
-        _prune_checkpoints(checkpoint_dir, log_cfg.keep_checkpoints)
-        logger.info(f"step {step}: checkpoint {path}")
-        return path
 
+def _log_step(
+    run: TrainingRun, step: int, epoch: int, lr: float, losses: dict, window: tuple[float, int], bar
+):
+    values = {k: v.item() for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise FloatingPointError(f"non-finite loss at step {step}: {format_losses(values)}")
+    values.update(lr=lr, epoch=epoch, sec_per_step=(time.perf_counter() - window[0]) / window[1])
+    run.logger.scalars(step, values)
+    bar.set_postfix_str(
+        format_losses(values, ["D/loss", "G/adversarial", f"G/{run.config.loss.contrastive}", "G/ts"])
+    )
+    run.logger.info(
+        f"step {step}/{run.last_step} epoch {epoch} lr {lr:.3g} {values['sec_per_step']:.3f} s/step  "
+        + format_losses({k: v for k, v in values.items() if "/" in k})
+    )
+
+
+def run_training(run: TrainingRun, *, progress: bool = True) -> Path:
+    """Train from ``run.start_step`` to ``run.last_step``; returns the path of the last checkpoint written."""
+    config, dist, log_cfg = run.config, run.dist, run.config.log
     bar = tqdm(
-        total=last_step,
-        initial=start_step,
+        total=run.last_step,
+        initial=run.start_step,
         unit="step",
         dynamic_ncols=True,
         disable=not (progress and dist.is_main),
         desc=f"train {config.preset}",
     )
-    step = start_step
-    window_start, window_steps = time.perf_counter(), 0
-    batches = iter(loader)
+    step, last_path = run.start_step, run.resume_from
+    window = (time.perf_counter(), 0)
+    batches = iter(run.loader)
     try:
-        while step < last_step:
-            epoch = step // steps_per_epoch
-            lr = train_cfg.lr * linear_decay_factor(epoch, train_cfg.constant_epochs, train_cfg.decay_epochs)
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            batch = {
-                k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                for k, v in next(batches).items()
-            }
-            losses = run_step(
-                config,
-                networks,
-                optimizers,
+        while step < run.last_step:
+            epoch = step // run.steps_per_epoch
+            lr = run.set_learning_rate(epoch)
+            batch = next(batches).to(run.device, non_blocking=True)
+            losses = train_step(
+                run.networks,
+                run.optimizers,
                 batch,
+                loss_cfg=config.loss,
+                projection_cfg=config.projection,
+                seed=config.train.seed,
                 step=step,
-                image_offset=dist.rank * train_cfg.batch_size,
+                image_offset=dist.rank * config.train.batch_size,
                 dist=dist,
-                scalers=scalers,
+                precision=config.train.precision,
+                scalers=run.scalers,
             )
             step += 1
-            window_steps += 1
+            window = (window[0], window[1] + 1)
             bar.update(1)
-            if step % log_cfg.log_every == 0 or step == last_step:
-                values = {k: v.item() for k, v in losses.items()}
-                if not all(math.isfinite(v) for v in values.values()):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {format_losses(values)}")
-                elapsed = time.perf_counter() - window_start
-                values.update(lr=lr, epoch=epoch, sec_per_step=elapsed / window_steps)
-                window_start, window_steps = time.perf_counter(), 0
-                logger.scalars(step, values)
-                bar.set_postfix_str(
-                    format_losses(values, ["D/loss", "G/adversarial", f"G/{config.loss.contrastive}", "G/ts"])
-                )
-                logger.info(
-                    f"step {step}/{last_step} epoch {epoch} lr {lr:.3g} {values['sec_per_step']:.3f} s/step  "
-                    + format_losses({k: v for k, v in values.items() if "/" in k})
-                )
-            if dist.is_main and (step % log_cfg.sample_every == 0 or step == last_step):
-                logger.images(step, image_grid(preview(config, networks, batch)))
-            if step % log_cfg.checkpoint_every == 0 or step == last_step:
+            if step % log_cfg.log_every == 0 or step == run.last_step:
+                _log_step(run, step, epoch, lr, losses, window, bar)
+                window = (time.perf_counter(), 0)
+            if dist.is_main and (step % log_cfg.sample_every == 0 or step == run.last_step):
+                grid = preview(run.networks, batch, identity=config.loss.identity)
+                run.logger.images(step, image_grid(grid))
+            if step % log_cfg.checkpoint_every == 0 or step == run.last_step:
                 if dist.is_main:
-                    last_path = save(step, epoch)
+                    last_path = run.save(step, epoch)
                 dist.barrier()
-        if step == start_step and dist.is_main and resume_from is None:  # max_steps = 0: still write one
-            last_path = save(step, 0)
+        if step == run.start_step and dist.is_main and run.resume_from is None:  # max_steps = 0: still one
+            last_path = run.save(step, 0)
     finally:
         bar.close()
-        logger.close()
-    return last_path if last_path is not None else checkpoint_dir / ckpt.checkpoint_name(step)
+        run.logger.close()
+    return last_path if last_path is not None else run.checkpoint_dir / ckpt.checkpoint_name(step)
+
+
+def train(
+    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train as ``config`` says (`build_run`, then `run_training`); returns the last checkpoint's path."""
+    return run_training(build_run(config, run_dir, resume=resume), progress=progress)

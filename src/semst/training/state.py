@@ -1,9 +1,11 @@
 """Training checkpoints: networks, optimizers, grad scalers, RNG states and the step, in one safe file.
 
-Everything that is a tensor goes into the safetensors body under a prefix (the network's name:
-``generator.``, ``discriminator.``, ``projector.``, or for multi-scale ``generator_global.``, ...; ``optimizer.<name>.state.<index>.<key>``, ``rng.*``); everything else
-(the config, the step, optimizer hyper-parameters, Python's and numpy's RNG positions) goes into the JSON
-metadata. Resuming from such a file continues the run exactly (tests/training/test_resume.py).
+Everything that is a tensor goes into the safetensors body: the networks under their names in the module tree
+of `semst.training.networks.TrainingNetworks` (``translator.generator.stem.conv.weight``,
+``discriminator.``..., ``projectors.main.``...), the optimizers as ``optimizer.<part>.state.<index>.<key>``
+and the random states as ``rng.*``; everything else (the config, the step, optimizer hyper-parameters,
+Python's and numpy's RNG positions) goes into the JSON metadata. Resuming from such a file continues the
+run exactly (tests/training/test_resume.py).
 """
 
 from __future__ import annotations
@@ -19,24 +21,8 @@ import torch
 
 import semst
 from semst import checkpoint as ckpt
-from semst.config import ExperimentConfig, TrainConfig
-
-
-def training_networks(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The networks of a ``SemST(config, training=True)`` under the names checkpoints and optimizers use:
-    ``generator, discriminator, projector`` (single-scale) or ``generator_global, generator_local,
-    attention, discriminator, projector_global, projector_local`` (multi-scale)."""
-    return {name: getattr(model, name) for name in model.training_network_names()}
-
-
-def make_optimizers(
-    networks: Mapping[str, torch.nn.Module], train_cfg: TrainConfig
-) -> dict[str, torch.optim.Adam]:
-    """One Adam per network with the config's learning rate and betas (CUT: 2e-4, (0.5, 0.999))."""
-    return {
-        name: torch.optim.Adam(module.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2))
-        for name, module in networks.items()
-    }
+from semst.config import ExperimentConfig
+from semst.training.networks import TrainingNetworks
 
 
 def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -105,16 +91,14 @@ def save_training_checkpoint(
     path: str | Path,
     *,
     config: ExperimentConfig,
-    networks: Mapping[str, torch.nn.Module],
+    networks: TrainingNetworks,
     optimizers: Mapping[str, torch.optim.Optimizer],
     scalers: Mapping[str, torch.amp.GradScaler] | None = None,
     step: int,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the complete training state after ``step`` optimisation steps."""
-    tensors: dict[str, torch.Tensor] = {}
-    for name, module in networks.items():
-        tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+    tensors: dict[str, torch.Tensor] = dict(networks.state_dict())  # names from the module tree
     optimizer_meta = {}
     for name, optimizer in optimizers.items():
         opt_tensors, optimizer_meta[name] = _optimizer_tensors(name, optimizer)
@@ -139,22 +123,28 @@ def save_training_checkpoint(
 def load_training_checkpoint(
     path: str | Path,
     *,
-    networks: Mapping[str, torch.nn.Module],
+    networks: TrainingNetworks,
     optimizers: Mapping[str, torch.optim.Optimizer],
     scalers: Mapping[str, torch.amp.GradScaler] | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Restore a training state written by ``save_training_checkpoint``; returns its metadata."""
     path = Path(path)
-    meta = ckpt.read_metadata(path)
+    version, meta = ckpt.read_header(path)
     if meta.get("kind") != "training":
         raise ckpt.CheckpointError(
             f"{path} holds no training state (kind={meta.get('kind')!r}); it cannot be resumed"
         )
+    if version < ckpt.FORMAT_VERSION:
+        raise ckpt.CheckpointError(
+            f"{path} has checkpoint format version {version} (semst 0.1), whose training state this semst "
+            f"(format {ckpt.FORMAT_VERSION}) cannot resume; its translator still loads for translate, refine "
+            "and export. Start a new run to train further."
+        )
     tensors = ckpt.load_tensors(path)
-    for name, module in networks.items():
-        state = ckpt.strip_prefix(tensors, f"{name}.")
-        ckpt.load_module_state(module, {k: v.to(device) for k, v in state.items()}, what=name, path=path)
+    parts = tuple(f"{name}." for name in networks.parts())
+    state = {k: v.to(device) for k, v in tensors.items() if k.startswith(parts)}
+    ckpt.load_module_state(networks, state, what="training networks", path=path)
     for name, optimizer in optimizers.items():
         # Optimizer.load_state_dict moves each state to its parameter's device and dtype.
         _restore_optimizer(name, optimizer, tensors, meta["optimizers"][name])

@@ -1,11 +1,19 @@
-"""One optimisation step of single-scale SemST (or CUT/FastCUT): a discriminator update, then G and F.
+"""One optimisation step of SemST (or CUT/FastCUT), for any translator: a discriminator update, then G and F.
 
-The order and the loss wiring follow CUT's ``optimize_parameters``; the losses are SemST's:
+The order and the loss wiring follow CUT's ``optimize_parameters``; the losses are SemST's. With the
+translator's training forward pass (`semst.translators.Translator.training_forward`) giving the images D
+judges as translations, ``(Y_k, w_k)`` with weights summing to 1, the target crops ``y`` and one branch per
+generator b (its inputs x_b, outputs G_b(x_b) and encoder features):
 
-    L_D = 0.5 * (GAN(D(y), real) + GAN(D(G(x)), fake))
-    L_G = lambda_GAN * GAN(D(G(x)), real)
-        + lambda_hDCE * 0.5 * (hDCE(x, G(x)) + hDCE(y, G(y)))     (identity term as CUT's nce_idt)
-        + lambda_TS * TS(x, G(x)),   TS = -mean_taps rSMI(z, w_hat)  (paper Eq. 1)
+    L_D = sum_k w_k * 0.5 * (GAN(D(y), real) + GAN(D(Y_k), fake))
+    L_G = lambda_GAN * sum_k w_k GAN(D(Y_k), real)
+        + mean over branches b of
+          [lambda_hDCE * 0.5 * (hDCE(x_b, G_b(x_b)) + hDCE(y_b, G_b(y_b)))     (identity term as CUT's nce_idt)
+           + lambda_TS * TS(x_b, G_b(x_b))],   TS = -mean_taps rSMI(z, w_hat)  (paper Eq. 1)
+
+A single-scale translator has one branch and judges its translation with weight 1, which is CUT's step;
+the multi-scale translator has a global and a local branch and judges the fused output and, with a small
+weight, the local generator's own (semst.translators.multi_scale).
 
 Two things differ from CUT's code, without changing the losses' values:
 
@@ -13,7 +21,7 @@ Two things differ from CUT's code, without changing the losses' values:
   pass, instead of a second encoder pass over the real images: same weights, same input, same values,
   and keys carry no gradient either way. (FastCUT's flip-equivariance needs keys of the *unflipped*
   image, so there the extra encoder pass remains.)
-* Random patch locations are drawn from generators seeded by (seed, step, tap, branch, global image
+* Random patch locations are drawn from generators seeded by (seed, step, branch, tap, global image
   index), so a step's randomness does not depend on the batch split across processes or on resuming.
 """
 
@@ -26,9 +34,12 @@ import torch
 from torch import nn
 
 from semst.config import LossConfig, ProjectionConfig
+from semst.data.batch import Batch
 from semst.losses import discriminator_loss, generator_loss, hdce_loss, patchnce_loss, ts_loss
 from semst.networks import sample_locations
 from semst.runtime import Distributed, autocast, frozen
+from semst.training.networks import TrainingNetworks
+from semst.translators import Branch
 
 
 def derive_seed(*parts: int) -> int:
@@ -163,10 +174,9 @@ def patch_losses(
 
 
 def train_step(
-    networks: Mapping[str, nn.Module],
+    networks: TrainingNetworks,
     optimizers: Mapping[str, torch.optim.Optimizer],
-    source: torch.Tensor,
-    target: torch.Tensor,
+    batch: Batch,
     *,
     loss_cfg: LossConfig,
     projection_cfg: ProjectionConfig,
@@ -177,12 +187,12 @@ def train_step(
     precision: str = "fp32",
     scalers: Mapping[str, torch.amp.GradScaler] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Run one D update and one G+F update on a batch; returns the named losses (detached).
+    """Run one D update and one update of the translator and F on a batch; returns the named losses (detached).
 
     Args:
-        networks: G, D and F under the keys ``"generator"``, ``"discriminator"``, ``"projector"``.
-        optimizers: their Adam optimizers, under the same keys.
-        source, target: (B, 3, H, W) crops in [-1, 1] of the source (x) and target (y) domains.
+        networks: the translator, D and the projection heads.
+        optimizers: their Adam optimizers, under the names of ``networks.parts()``.
+        batch: crops of both domains on the training device, images in [-1, 1].
         loss_cfg, projection_cfg: loss weights and settings; taps and patch count of F.
         seed, step: the run's seed and this step's index (they seed the patch locations).
         image_offset: global index of this process's first image in the global batch (DDP).
@@ -190,15 +200,11 @@ def train_step(
         precision: autocast precision, ``fp32``, ``bf16`` or ``fp16`` (then ``scalers`` are needed).
         scalers: GradScalers for fp16 under ``"discriminator"`` and ``"generator"``.
     """
-    generator, discriminator, projector = (
-        networks["generator"],
-        networks["discriminator"],
-        networks["projector"],
-    )
+    translator, discriminator = networks.translator, networks.discriminator
     dist = dist or Distributed()
     scalers = scalers or {}
-    device = source.device
-    batch = source.shape[0]
+    device = batch.source.crop.device
+    count = batch.size
     taps = projection_cfg.taps
     use_patches = loss_cfg.contrastive_weight > 0 or loss_cfg.ts_weight > 0
     use_identity = loss_cfg.identity and loss_cfg.contrastive_weight > 0
@@ -206,46 +212,40 @@ def train_step(
         np.random.default_rng(derive_seed(seed, step, 1)).random() < 0.5
     )
 
-    real = torch.cat([source, target]) if use_identity else source  # (B or 2B, 3, H, W)
-    if flipped:
-        real = real.flip(-1)
     with autocast(device, precision):
-        if use_patches and not flipped:
-            fake, real_features = generator.forward_with_taps(real, taps)
-        else:
-            fake, real_features = generator(real), None
-    translated = fake[:batch]
+        out = translator.training_forward(
+            batch, taps=taps if use_patches and not flipped else (), identity=use_identity, flip=flipped
+        )
 
-    # Discriminator: LSGAN/vanilla/non-saturating on real target crops and detached translations.
+    # Discriminator: real target crops against the (detached) translations it judges.
     optimizers["discriminator"].zero_grad(set_to_none=True)
     with autocast(device, precision):
-        loss_d = discriminator_loss(
-            discriminator(target), discriminator(translated.detach()), mode=loss_cfg.adversarial
+        real_logits = discriminator(out.real)
+        loss_d = sum(
+            weight * discriminator_loss(real_logits, discriminator(image.detach()), loss_cfg.adversarial)
+            for image, weight in out.judged
         )
     backward_and_step(
         loss_d, [optimizers["discriminator"]], [discriminator], dist, scalers.get("discriminator")
     )
 
-    # Generator and projection head.
-    optimizers["generator"].zero_grad(set_to_none=True)
-    optimizers["projector"].zero_grad(set_to_none=True)
+    # Translator and projection heads.
+    optimizers["translator"].zero_grad(set_to_none=True)
+    optimizers["projectors"].zero_grad(set_to_none=True)
     losses: dict[str, torch.Tensor] = {"D/loss": loss_d.detach()}
     with frozen(discriminator), autocast(device, precision):
-        loss_gan = generator_loss(discriminator(translated), mode=loss_cfg.adversarial)
-        total = loss_cfg.adversarial_weight * loss_gan
+        loss_gan = sum(
+            weight * generator_loss(discriminator(image), loss_cfg.adversarial)
+            for image, weight in out.judged
+        )
         losses["G/adversarial"] = loss_gan.detach()
+        total = loss_cfg.adversarial_weight * loss_gan
         if use_patches:
-            if real_features is None:  # flip-equivariance: keys of the unflipped images
-                with torch.no_grad():
-                    real_features = generator.encode(real.flip(-1) if flipped else real, taps)
-            fake_features = generator.encode(fake, taps)
-            if flipped:
-                fake_features = {tap: f.flip(-1) for tap, f in fake_features.items()}
-            loss_patches, patch_values = patch_losses(
-                projector,
-                real_features,
-                fake_features,
-                batch=batch,
+            loss_patches, patch_values = branch_patch_losses(
+                networks,
+                out.branches,
+                batch=count,
+                flipped=flipped,
                 loss_cfg=loss_cfg,
                 projection_cfg=projection_cfg,
                 seed=seed,
@@ -254,12 +254,69 @@ def train_step(
             )
             total = total + loss_patches
             losses.update(patch_values)
+        losses.update(out.scalars)
         losses["G/total"] = total.detach()
     backward_and_step(
         total,
-        [optimizers["generator"], optimizers["projector"]],
-        [generator, projector],
+        [optimizers["translator"], optimizers["projectors"]],
+        [translator, networks.projectors],
         dist,
         scalers.get("generator"),
     )
     return losses
+
+
+def branch_patch_losses(
+    networks: TrainingNetworks,
+    branches: Sequence[Branch],
+    *,
+    batch: int,
+    flipped: bool,
+    loss_cfg: LossConfig,
+    projection_cfg: ProjectionConfig,
+    seed: int,
+    step: int,
+    image_offset: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The mean over branches of each branch's weighted patch losses (`patch_losses`), and their values.
+
+    With several branches, values are logged per branch (``G/hdce_global``, ...) and as their mean under
+    the single-branch names (``G/hdce``, ``G/ts``).
+    """
+    taps = projection_cfg.taps
+    several = len(branches) > 1
+    totals, losses = [], {}
+    for index, branch in enumerate(branches):
+        if flipped:  # flip-equivariance: keys of the unflipped images, queries flipped back
+            with torch.no_grad():
+                keys = branch.generator.encode(branch.inputs.flip(-1), taps)
+            queries = {tap: f.flip(-1) for tap, f in branch.generator.encode(branch.outputs, taps).items()}
+        else:
+            keys, queries = branch.features, branch.generator.encode(branch.outputs, taps)
+        total, values = patch_losses(
+            networks.projectors[branch.name],
+            keys,
+            queries,
+            batch=batch,
+            loss_cfg=loss_cfg,
+            projection_cfg=projection_cfg,
+            seed=seed,
+            step=step,
+            image_offset=image_offset,
+            stream=(index + 1,) if several else (),
+            suffix=f"_{branch.name}" if several else "",
+        )
+        totals.append(total)
+        losses.update(values)
+    if several:
+        for name in (loss_cfg.contrastive, "ts"):
+            per_branch = [losses[f"G/{name}_{b.name}"] for b in branches if f"G/{name}_{b.name}" in losses]
+            if per_branch:
+                losses[f"G/{name}"] = sum(per_branch) / len(per_branch)
+    return sum(totals) / len(totals), losses
+
+
+@torch.no_grad()
+def preview(networks: TrainingNetworks, batch: Batch, *, identity: bool) -> dict[str, torch.Tensor]:
+    """The columns of a training sample grid (the translator's own choice: source, translation, ...)."""
+    return networks.translator.training_forward(batch, identity=identity).preview

@@ -1,0 +1,285 @@
+"""What every translator offers: one forward path for training, tiled inference and export, and loading.
+
+A translator holds the networks that turn a source image into a target-domain image (one generator, or SemST's
+global and local generators with their scale attention) and computes with them in one place:
+
+- ``forward(x)``: a whole (B, 3, H, W) batch in [-1, 1] of any size, in one pass. Traceable: `semst.export`
+  writes exactly this as ONNX or TorchScript.
+- ``translate_tensor(x, tiling)``: the same computation in memory-bounded tiles (`semst.tiling.Tiling`);
+  an image that fits in one tile gives ``forward``'s result.
+- ``training_forward(batch, ...)``: the same networks on a training batch of crops
+  (`semst.data.batch.Batch`), returning what the losses need: the images the discriminator judges with
+  their weights, and per branch the generator, its inputs, outputs and encoder features (`TrainingForward`).
+  The training step (`semst.training.step.train_step`) loops over those branches; a single-scale
+  translator has one.
+
+``Translator.from_checkpoint(path)`` builds the right class from the config stored in a checkpoint and loads
+its weights; a loaded translator carries its provenance in ``checkpoint_path`` and ``step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from PIL import Image
+from torch import nn
+
+from semst import checkpoint as ckpt
+from semst.config import ConfigError, ExperimentConfig, GeneratorConfig
+from semst.data.batch import Batch
+from semst.data.images import convert_to_rgb, image_to_tensor, tensor_to_image
+from semst.data.transforms import CropSpec
+from semst.networks import ResnetGenerator, build_generator
+from semst.tiling import Tiling
+
+__all__ = ["Branch", "TrainingForward", "Translator", "generator_from_config", "translator_class"]
+
+# Checkpoint tensor prefixes of format version 1 (before translators were modules of their own) -> today's.
+_V1_PREFIXES = {
+    "generator.": "translator.generator.",
+    "generator_global.": "translator.generator_global.",
+    "generator_local.": "translator.generator_local.",
+    "attention.": "translator.attention.",
+}
+
+
+def generator_from_config(cfg: GeneratorConfig) -> ResnetGenerator:
+    """The generator a config describes (CUT's ResNet encoder-decoder)."""
+    return build_generator(
+        cfg.architecture,
+        base_channels=cfg.base_channels,
+        num_blocks=cfg.num_blocks,
+        downsample=cfg.downsample,
+        upsample=cfg.upsample,
+        norm=cfg.norm,
+        init=cfg.init,
+        init_gain=cfg.init_gain,
+    )
+
+
+@dataclass
+class Branch:
+    """One generator's part of a training forward pass: what its patch losses (hDCE/PatchNCE, TS) compare.
+
+    Attributes:
+        name: the branch's name (``"main"``, or ``"global"`` and ``"local"``); it keys the projection head F.
+        generator: the generator that translated ``inputs``.
+        inputs: (B', 3, h, w) what it translated: the source crops, then (with the identity term) the target
+            crops, so B' = B or 2B.
+        outputs: (B', 3, h, w) its translations.
+        features: tap -> (B', C, h', w') encoder features of ``inputs`` from the same pass (the keys).
+    """
+
+    name: str
+    generator: ResnetGenerator
+    inputs: torch.Tensor
+    outputs: torch.Tensor
+    features: dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainingForward:
+    """What a translator computed on a training batch.
+
+    Attributes:
+        branches: one `Branch` per generator.
+        judged: (image, weight) pairs the discriminator judges as translations; the weights sum to 1.
+        real: (B, 3, h, w) target crops the discriminator judges as real.
+        scalars: extra values to log (e.g. the mean scale attention).
+        preview: columns of the training sample grid, name -> (B, 3, h, w) in [-1, 1].
+    """
+
+    branches: list[Branch]
+    judged: list[tuple[torch.Tensor, float]]
+    real: torch.Tensor
+    scalars: dict[str, torch.Tensor] = field(default_factory=dict)
+    preview: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Translator(nn.Module):
+    """Base class of `SingleScaleTranslator` and `MultiScaleTranslator` (see the module docstring).
+
+    Attributes:
+        config: the experiment config the translator was built from (saved with it).
+        checkpoint_path: the checkpoint it was loaded from, or None.
+        step: the training step of that checkpoint, or None.
+        kind: ``"single-scale"`` or ``"multi-scale"``.
+        scale: the global branch's downsampling factor (1 for single-scale).
+    """
+
+    kind: ClassVar[str]
+    scale: int = 1
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.checkpoint_path: Path | None = None
+        self.step: int | None = None
+
+    # --- construction -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> Translator:
+        """A translator with freshly initialised networks (seed torch first for reproducible weights).
+
+        On the base class, the config chooses the class (``multiscale.enabled``); on a subclass, the config
+        must describe that class.
+        """
+        kind = translator_class(config)
+        if cls is not Translator and kind is not cls:
+            raise ConfigError(f"the config describes a {kind.kind} translator, not a {cls.__name__}")
+        return kind.build(config)
+
+    @classmethod
+    def build(cls, config: ExperimentConfig) -> Translator:
+        """The networks of ``config``, freshly initialised (subclasses)."""
+        raise NotImplementedError
+
+    @classmethod
+    def crop_spec(cls, config: ExperimentConfig) -> CropSpec:
+        """The training crops this class trains on, from ``config`` (subclasses)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+        """Load the translator of a semst checkpoint (a file, or a run directory's latest checkpoint).
+
+        Checkpoints of format version 1 (semst 0.1, written before translators were modules of their own)
+        load too.
+        """
+        from semst.runtime import resolve_device
+
+        path = ckpt.resolve_checkpoint(path)
+        version, meta = ckpt.read_header(path)
+        if "config" not in meta:
+            raise ckpt.CheckpointError(f"{path}: the checkpoint holds no config, so its networks are unknown")
+        try:
+            config = ExperimentConfig.from_dict(meta["config"], source=str(path))
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise ckpt.CheckpointError(
+                f"{path}: the config stored in the checkpoint is not usable: {exc}"
+            ) from exc
+        translator = cls.from_config(config)
+        tensors = ckpt.load_tensors(path, prefixes=_translator_prefixes(version))
+        if version < 2:
+            tensors = _upgrade_v1_names(tensors)
+        state = ckpt.strip_prefix(tensors, "translator.")
+        ckpt.load_module_state(translator, state, what="translator", path=path)
+        translator.checkpoint_path = path
+        translator.step = int(meta.get("step", 0))
+        target = resolve_device(device) if isinstance(device, str) else device
+        return translator.to(target).eval()
+
+    # --- what training needs ------------------------------------------------------------------------------
+
+    def branches(self) -> dict[str, ResnetGenerator]:
+        """Branch name -> generator; the patch losses run once per branch, each with its own projection head."""
+        raise NotImplementedError
+
+    def training_forward(
+        self, batch: Batch, *, taps: Sequence[str] = (), identity: bool = False, flip: bool = False
+    ) -> TrainingForward:
+        """The translator on a training batch (see `TrainingForward`).
+
+        Args:
+            batch: crops of both domains, on the translator's device.
+            taps: encoder taps each branch returns for the patch losses (from the same forward passes).
+            identity: also translate the target crops (for the contrastive loss's identity term).
+            flip: translate the horizontally flipped inputs (FastCUT's flip-equivariance; single-scale only).
+        """
+        raise NotImplementedError
+
+    # --- translation --------------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate (B, 3, H, W) in [-1, 1], any size, in one pass; returns the same shape in [-1, 1]."""
+        raise NotImplementedError
+
+    def default_tiling(self) -> Tiling:
+        raise NotImplementedError
+
+    def tiling(self, **overrides: int | None) -> Tiling:
+        """The default tiling with the given settings replaced (None keeps a default); checked.
+
+        Args:
+            overrides: ``tile``, ``overlap``, ``batch``, ``global_window``.
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return replace(self.default_tiling(), **given)
+
+    def translate_tensor(
+        self, x: torch.Tensor, tiling: Tiling | None = None, *, progress: bool = False
+    ) -> torch.Tensor:
+        """Translate (B, 3, H, W) in [-1, 1] of any size with bounded memory (``tiling``, default
+        `default_tiling`); returns the same shape in [-1, 1] on ``x``'s device."""
+        raise NotImplementedError
+
+    @property
+    def size_multiple(self) -> int:
+        return max(generator.size_multiple for generator in self.branches().values())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def describe(self) -> str:
+        """A one-line summary: kind and generator architecture."""
+        gen = self.config.generator
+        return (
+            f"{self.kind} translator ({self.config.preset} preset); {gen.architecture} generator: "
+            f"{gen.num_blocks} residual blocks, {gen.base_channels} channels, "
+            f"{gen.downsample}/{gen.upsample} resampling, norm {gen.norm}"
+        )
+
+    def translate(self, image, tiling: Tiling | None = None, *, progress: bool = False):
+        """Translate a PIL image (returns a PIL RGB image of the same size) or a float tensor.
+
+        Tensors are RGB in [0, 1], shaped (3, H, W) or (B, 3, H, W); the result has the same shape and
+        range, on the input's device. ``tiling``: see `translate_tensor`.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            if isinstance(image, Image.Image):
+                x = image_to_tensor(convert_to_rgb(image)).unsqueeze(0)  # (1, 3, H, W)
+                return tensor_to_image(self.translate_tensor(x, tiling, progress=progress)[0].cpu())
+            if isinstance(image, torch.Tensor):
+                single = image.ndim == 3
+                batch = image.unsqueeze(0) if single else image  # (B, 3, H, W)
+                out = (self.translate_tensor(batch * 2 - 1, tiling, progress=progress) + 1) / 2
+                out = out.to(image.device)
+                return out[0] if single else out
+            raise TypeError(f"translate() takes a PIL image or a torch tensor, not {type(image).__name__}")
+        finally:
+            self.train(was_training)
+
+    def _check_batch(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
+
+
+def translator_class(config: ExperimentConfig) -> type[Translator]:
+    """The translator class a config describes: multi-scale when ``multiscale.enabled``."""
+    from semst.translators.multi_scale import MultiScaleTranslator
+    from semst.translators.single_scale import SingleScaleTranslator
+
+    return MultiScaleTranslator if config.multiscale.enabled else SingleScaleTranslator
+
+
+def _translator_prefixes(version: int) -> list[str]:
+    return list(_V1_PREFIXES) if version < 2 else ["translator."]
+
+
+def _upgrade_v1_names(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensor names of a format-1 checkpoint as today's (``generator.x`` -> ``translator.generator.x``)."""
+    upgraded = {}
+    for name, tensor in tensors.items():
+        for old, new in _V1_PREFIXES.items():
+            if name.startswith(old):
+                upgraded[new + name[len(old) :]] = tensor
+                break
+    return upgraded

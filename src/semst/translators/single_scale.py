@@ -1,0 +1,111 @@
+"""The single-scale translator: one generator G (CUT's, and SemST's for 256 px data sets and its ablation).
+
+Training, tiled inference and export all run ``generator`` on images padded by
+`semst.networks.padding.pad_to_multiple` and cropped back: training on fixed-size crops (which need no
+padding), ``forward`` on whole images, ``translate_tensor`` on whole images or on tiles (`semst.tiling`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from semst.config import ExperimentConfig
+from semst.data.batch import Batch
+from semst.data.transforms import SingleScaleCrops
+from semst.networks import ResnetGenerator
+from semst.networks.padding import pad_to_multiple
+from semst.tiling import Tiling, tiled_apply
+from semst.translators.base import Branch, TrainingForward, Translator, generator_from_config
+
+__all__ = ["SingleScaleTranslator"]
+
+
+class SingleScaleTranslator(Translator):
+    """One generator, translating whole images or tiles.
+
+    Args:
+        generator: G.
+        config: the experiment config (``multiscale.enabled`` false).
+    """
+
+    kind = "single-scale"
+
+    def __init__(self, generator: ResnetGenerator, config: ExperimentConfig) -> None:
+        super().__init__(config)
+        self.generator = generator
+
+    @classmethod
+    def build(cls, config: ExperimentConfig) -> SingleScaleTranslator:
+        return cls(generator_from_config(config.generator), config)
+
+    @classmethod
+    def crop_spec(cls, config: ExperimentConfig) -> SingleScaleCrops:
+        data = config.data
+        return SingleScaleCrops(
+            preprocess=data.preprocess,
+            load_size=data.load_size,
+            crop_size=data.crop_size,
+            flip=data.flip,
+            steady_from_epoch=config.train.constant_epochs,
+        )
+
+    def branches(self) -> dict[str, ResnetGenerator]:
+        return {"main": self.generator}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        padded = pad_to_multiple(x, self.generator.size_multiple)  # (B, 3, H', W')
+        return self.generator(padded)[..., :height, :width]
+
+    def training_forward(
+        self, batch: Batch, *, taps: Sequence[str] = (), identity: bool = False, flip: bool = False
+    ) -> TrainingForward:
+        source, target = batch.source.crop, batch.target.crop  # (B, 3, h, w) each
+        count = source.shape[0]
+        inputs = torch.cat([source, target]) if identity else source  # (B or 2B, 3, h, w)
+        if flip:
+            inputs = inputs.flip(-1)
+        outputs, features = self.generator.forward_with_taps(inputs, tuple(taps))
+        preview = {"source": source, "translation": outputs[:count], "target": target}
+        if identity:
+            preview["identity"] = outputs[count:]
+        return TrainingForward(
+            branches=[Branch("main", self.generator, inputs, outputs, features)],
+            judged=[(outputs[:count], 1.0)],
+            real=target,
+            preview=preview,
+        )
+
+    def default_tiling(self) -> Tiling:
+        """Whole images in one pass: tiles change instance-norm statistics (use them where memory demands).
+        With a tile: overlap 64, 4 tiles at a time."""
+        return Tiling(tile=None, overlap=64, batch=4, global_window=None)
+
+    @torch.no_grad()
+    def translate_tensor(
+        self, x: torch.Tensor, tiling: Tiling | None = None, *, progress: bool = False
+    ) -> torch.Tensor:
+        self._check_batch(x)
+        tiling = self.default_tiling() if tiling is None else tiling
+        if tiling.global_window is not None:
+            raise ValueError(
+                "a global window needs a multi-scale translator (this one has a single generator)"
+            )
+        if tiling.tile is None:
+            return self(x.to(self.device, torch.float32)).to(x.device)
+        tiles = [
+            tiled_apply(
+                self.generator,
+                image[None].float(),
+                tile=tiling.tile,
+                overlap=tiling.overlap,
+                batch_size=tiling.batch,
+                multiple=self.generator.size_multiple,
+                device=self.device,
+                progress=progress,
+            )
+            for image in x
+        ]
+        return torch.cat(tiles).to(x.device)  # (B, 3, H, W)
