@@ -85,7 +85,12 @@ def test_permissions_follow_the_umask(tmp_path, umask_027):
         stream.write(b"c")
     with atomic_path(tmp_path / "d.bin") as temporary:
         temporary.write_bytes(b"d")
-    written += [tmp_path / "c.bin", tmp_path / "d.bin"]
+    with atomic_path(tmp_path / "e.bin") as temporary:  # a writer that renames its own 0o600 file over ours
+        own = tmp_path / "own"
+        own.write_bytes(b"e")
+        own.chmod(0o600)
+        own.replace(temporary)
+    written += [tmp_path / "c.bin", tmp_path / "d.bin", tmp_path / "e.bin"]
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o640, path  # 0o666 & ~0o027, not mkstemp's 0o600
 

@@ -23,7 +23,8 @@ and two shortcuts, :func:`write_text` and :func:`write_json`.
 
 Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
 them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``. They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask,
-usually ``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other.
+usually ``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other;
+:func:`atomic_path` restores them when the writer replaced the file with one of its own (safetensors does).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +99,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a temporary path next to ``path``; the file written there replaces ``path`` when the block ends.
 
     For libraries that write by file name. The temporary file exists (empty, with umask permissions) when
-    the block starts; writers that truncate it (``open(name, "wb")``) keep those permissions. After the block
-    the file is flushed to disk and renamed over ``path``; if the block raises, it is removed and ``path`` is
-    left as it was.
+    the block starts; after the block it gets those permissions back (in case the writer replaced it with a
+    file of its own), is flushed to disk and is renamed over ``path``. If the block raises, it is removed and
+    ``path`` is left as it was.
 
     Args:
         path: The destination file; missing parent folders are created.
@@ -112,9 +114,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     fd, temporary = _create_temporary(path)
-    os.close(fd)
+    try:
+        permissions = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
     try:
         yield temporary
+        # Some writers replace the file instead of truncating it (safetensors >= 0.6 writes its own
+        # temporary file, created 0o600, and renames it over ours): restore the umask's permissions.
+        os.chmod(temporary, permissions)
         fd = os.open(temporary, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
             os.fsync(fd)
