@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.files import write_json
 
 HELP = "score translated images: semantic distortion with a segmenter, or paired images (photo to map)"
 
@@ -101,21 +99,6 @@ def add_parser(subparsers) -> None:
     paired.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def write_json(data: dict, path: str | Path) -> Path:
-    """Write JSON atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _run_segmentation(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -187,7 +170,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
         if iou is not None:
             print(f"  {name:15s} IoU {100 * iou:6.2f}%")
     if args.output:
-        print(f"scores written to {write_json(scores, args.output)}")
+        print(f"scores written to {write_json(args.output, scores)}")
     if written:
         print(f"{len(written)} distortion picture(s) in {args.pictures}")
     return 0
@@ -206,7 +189,7 @@ def _run_paired(args: argparse.Namespace) -> int:
         f"{100 * scores['accuracy_delta_5']:.2f}%, within delta 10 {100 * scores['accuracy_delta_10']:.2f}%"
     )
     if args.output:
-        print(f"scores written to {write_json(scores, args.output)}")
+        print(f"scores written to {write_json(args.output, scores)}")
     return 0
 
 

@@ -16,9 +16,7 @@ A plain ``torch.save`` file or any other pickle is refused: unpickling a file fr
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 
 from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
+from semst.files import atomic_path
 from semst.segmentation.network import SegmentationUNet
 
 __all__ = [
@@ -136,17 +135,9 @@ def export_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Pat
         "input": meta.get("input"),
     }
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
-            torch.jit.save(scripted, tmp_name, _extra_files={_EXTRA_FILE: json.dumps(info)})
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
+        torch.jit.save(scripted, str(temporary), _extra_files={_EXTRA_FILE: json.dumps(info)})
     return out_path
 
 
