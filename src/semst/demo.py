@@ -129,27 +129,31 @@ def _translator_config(method: str, settings: DemoSettings, source: Path, target
 def _segmenter(world: Path, path: Path, settings: DemoSettings, progress: bool) -> dict:
     from semst import checkpoint as ckpt
     from semst.evaluation import match_pairs
-    from semst.segmentation.train import train_segmenter
+    from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
     street = world / "street"
     if path.is_file():
         meta = ckpt.read_metadata(path)
-        if meta.get("steps") == settings.segmenter_steps and meta.get("val"):
+        trained_with = SegmenterTrainConfig.from_checkpoint_meta(meta)
+        if trained_with is not None and trained_with.steps == settings.segmenter_steps and meta.get("val"):
             return meta
-    train_segmenter(
-        match_pairs(street / "trainB", street / "trainB_labels"),
+    config = SegmenterTrainConfig(
         num_classes=len(TRAIN_ID_NAMES),
-        out=path,
-        class_names=list(TRAIN_ID_NAMES),
         steps=settings.segmenter_steps,
         crop_size=settings.segmenter_crop,
         batch_size=4,
         lr=2e-3,
         seed=0,
-        val_pairs=match_pairs(street / "testB", street / "testB_labels"),
-        progress=progress,
         width=settings.segmenter_width,
         log_every=max(1, settings.segmenter_steps // 6),
+    )
+    train_segmenter(
+        match_pairs(street / "trainB", street / "trainB_labels"),
+        config,
+        out=path,
+        val_pairs=match_pairs(street / "testB", street / "testB_labels"),
+        class_names=list(TRAIN_ID_NAMES),
+        progress=progress,
     )
     return ckpt.read_metadata(path)
 

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from semst.data.labels import NUM_TRAIN_IDS, TRAIN_ID_NAMES
     from semst.evaluation import match_pairs
     from semst.runtime import resolve_device
-    from semst.segmentation.train import train_segmenter
+    from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
     if (args.val_images is None) != (args.val_labels is None):
         raise ValueError("give both --val-images and --val-labels, or neither")
@@ -95,22 +95,24 @@ def run(args: argparse.Namespace) -> int:
     val_pairs = (
         match_pairs(Path(args.val_images), Path(args.val_labels), **suffixes) if args.val_images else None
     )
-    crop = args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size)
-    path = train_segmenter(
-        pairs,
+    config = SegmenterTrainConfig(
         num_classes=args.num_classes,
-        out=Path(args.out),
-        class_names=list(TRAIN_ID_NAMES) if args.num_classes == NUM_TRAIN_IDS else None,
         steps=args.steps,
-        crop_size=crop,
+        crop_size=args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size),
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        device=str(resolve_device(args.device)),
-        val_pairs=val_pairs,
-        progress=not args.no_progress,
         width=args.width,
         depth=args.depth,
+    )
+    path = train_segmenter(
+        pairs,
+        config,
+        out=Path(args.out),
+        val_pairs=val_pairs,
+        class_names=list(TRAIN_ID_NAMES) if args.num_classes == NUM_TRAIN_IDS else None,
+        device=str(resolve_device(args.device)),
+        progress=not args.no_progress,
     )
     print(f"segmenter written to {path} ({len(pairs)} training images)")
     val = ckpt.read_metadata(path).get("val")
