@@ -32,6 +32,7 @@ from PIL import Image
 
 from semst.data.images import load_rgb, save_image
 from semst.data.labels import TRAIN_ID_NAMES, load_label_map
+from semst.files import atomic_path, write_json
 
 log = logging.getLogger("semst.demo")
 
@@ -191,8 +192,11 @@ def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
             ax.spines[["top", "right"]].set_visible(False)
     axes[0].legend(frameon=False, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -383,8 +387,7 @@ def run_demo(out: str | Path, *, quick: bool = False, progress: bool = True) -> 
     }
     timed("report", start)
     report["timings"] = timings
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    metrics_path = write_json(out / "metrics.json", report)
     report_path = write_report(out / "report.html", report)
     return {
         "report": report_path,
