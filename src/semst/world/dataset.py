@@ -32,7 +32,7 @@ from semst.data.images import save_image
 from semst.files import atomic_path, write_json
 from semst.world.aerial import generate_aerial, render_aerial, render_map
 from semst.world.layout import DOMAIN_STATS, WORLD_CLASSES, class_histogram, generate_scene, scene_seed
-from semst.world.render import render_parsing, render_source, render_target
+from semst.world.render import RENDERERS, render_parsing
 
 log = logging.getLogger("semst.world")
 
@@ -117,8 +117,7 @@ def write_world(
         wanted = [image_path, label_path] + ([parsing_path] if domain == "target" else [])
         if all(p.is_file() for p in wanted):
             continue
-        render = render_source if domain == "source" else render_target
-        save_image(Image.fromarray(render(scene, rng)), image_path)
+        save_image(Image.fromarray(RENDERERS[domain](scene, rng)), image_path)
         save_image(Image.fromarray(scene.labels, mode="L"), label_path)
         if domain == "target":
             save_image(Image.fromarray(render_parsing(scene)), parsing_path)
