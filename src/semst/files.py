@@ -22,8 +22,9 @@ Two context managers, for the two ways libraries write:
 and two shortcuts, :func:`write_text` and :func:`write_json`.
 
 Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
-them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``. They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask,
-usually ``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other;
+them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``.
+They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask, usually
+``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other;
 :func:`atomic_path` restores them when the writer replaced the file with one of its own (safetensors does).
 """
 
@@ -73,7 +74,7 @@ def atomic_write(
         The open file object; do not close it yourself.
 
     Raises:
-        ValueError: ``mode`` is not one of ``"w"``, ``"wt"``, ``"wb"``, or ``encoding`` is given with ``"wb"``.
+        ValueError: ``mode`` is not ``"w"``, ``"wt"`` or ``"wb"``, or ``encoding`` is given with ``"wb"``.
         OSError: The file could not be written or renamed.
     """
     if mode not in _MODES:

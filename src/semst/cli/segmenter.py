@@ -74,10 +74,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from semst.segmentation.loading import export_torchscript
+    from semst.segmentation.loading import export_segmenter_torchscript
 
     if args.action == "export":
-        print(f"wrote {export_torchscript(args.checkpoint, args.output)}")
+        print(f"wrote {export_segmenter_torchscript(args.checkpoint, args.output)}")
         return 0
 
     from semst import checkpoint as ckpt

@@ -8,12 +8,12 @@ its own compact U-Net, because no pretrained segmenter can be assumed to be avai
 - `train.py`: `train_segmenter`, training on (image, label map) pairs into a safe checkpoint, with the
   hyper-parameters of a `SegmenterTrainConfig` (saved in the checkpoint).
 - `loading.py`: `load_segmenter` (semst checkpoints, TorchScript, ONNX; never pickles), `save_segmenter`,
-  `export_torchscript`.
+  `export_segmenter_torchscript`.
 """
 
 from semst.segmentation.loading import (
     Segmenter,
-    export_torchscript,
+    export_segmenter_torchscript,
     load_segmenter,
     load_segmenter_network,
     save_segmenter,
@@ -25,7 +25,7 @@ __all__ = [
     "SegmentationUNet",
     "Segmenter",
     "SegmenterTrainConfig",
-    "export_torchscript",
+    "export_segmenter_torchscript",
     "load_segmenter",
     "load_segmenter_network",
     "save_segmenter",

@@ -6,8 +6,9 @@ The semantic-distortion evaluation (SemST, section 4) runs a target-domain segme
 - a semst segmenter checkpoint (``.safetensors`` with ``kind: "segmenter"`` metadata, written by
   :func:`save_segmenter` / :func:`~semst.segmentation.train.train_segmenter`): the network is rebuilt from
   the metadata and its weights are read as raw tensors;
-- a TorchScript archive (``torch.jit.save``; :func:`export_torchscript` writes one from a checkpoint):
-  loaded with ``torch.jit.load``, which rebuilds compiled code and tensors, not arbitrary Python objects;
+- a TorchScript archive (``torch.jit.save``; :func:`export_segmenter_torchscript` writes one from a
+  checkpoint): loaded with ``torch.jit.load``, which rebuilds compiled code and tensors, not arbitrary
+  Python objects;
 - an ONNX model (``.onnx``), run with the optional package ``onnxruntime``.
 
 A plain ``torch.save`` file or any other pickle is refused: unpickling a file from the internet can run code.
@@ -34,7 +35,7 @@ __all__ = [
     "IMAGENET_STD",
     "NORMALIZATIONS",
     "Segmenter",
-    "export_torchscript",
+    "export_segmenter_torchscript",
     "load_segmenter",
     "load_segmenter_network",
     "save_segmenter",
@@ -45,7 +46,7 @@ PREFIX = "segmenter."
 NORMALIZATIONS = ("none", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Name of the JSON file that export_torchscript stores inside the TorchScript archive (torch's extra files).
+# Name of the JSON file that export_segmenter_torchscript stores in the TorchScript archive (an extra file).
 _EXTRA_FILE = "semst_segmenter.json"
 _ARCHITECTURES = {"unet": SegmentationUNet}
 # Recent torch versions mark torch.jit.* deprecated (in favour of torch.export); TorchScript is still the
@@ -113,7 +114,7 @@ def load_segmenter_network(
     return network.to(device).eval(), meta
 
 
-def export_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Path:
+def export_segmenter_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     """Compiles a semst segmenter checkpoint to a TorchScript archive (``torch.jit.script``).
 
     Scripting (not tracing) keeps the padding logic, so the archive accepts any input size. The class count

@@ -3,8 +3,9 @@
 The semantic-distortion protocol needs a segmenter trained on the TARGET domain; :func:`train_segmenter`
 trains a :class:`~semst.segmentation.network.SegmentationUNet` on (image, label map) pairs with the
 hyper-parameters of a :class:`SegmenterTrainConfig` and writes a safe checkpoint whose metadata holds that
-config (``meta["config"]``; :meth:`SegmenterTrainConfig.from_checkpoint_meta` reads it back). Label maps are single-channel PNGs (mode ``L`` or ``P``) whose pixel values are class ids, with
-255 meaning "ignore" (Cityscapes trainIds 0..18 for the paper's GTA -> Cityscapes task).
+config (``meta["config"]``; :meth:`SegmenterTrainConfig.from_checkpoint_meta` reads it back). Label maps
+are single-channel PNGs (mode ``L`` or ``P``) whose pixel values are class ids, with 255 meaning "ignore"
+(Cityscapes trainIds 0..18 for the paper's GTA -> Cityscapes task).
 
 Randomness is a pure function of the seed: the weight initialisation is seeded by ``seed``, the sample
 order by ``(seed, epoch)`` and each sample's augmentation by ``(seed, step, position in batch)``, so the
@@ -37,7 +38,7 @@ __all__ = ["IGNORE_INDEX", "SegmenterTrainConfig", "train_segmenter"]
 
 log = logging.getLogger("semst.segmenter")
 
-# The training settings that checkpoints written before SegmenterTrainConfig stored as top-level metadata keys.
+# The training settings that checkpoints written before SegmenterTrainConfig held as top-level metadata keys.
 _FLAT_META_KEYS = ("steps", "crop_size", "batch_size", "lr", "weight_decay", "scale_range", "seed")
 
 
@@ -47,7 +48,7 @@ class SegmenterTrainConfig:
 
     ``crop_size`` may be given as an int (a square), ``crop_size`` and ``scale_range`` as lists (as JSON gives
     them back); both are stored as tuples. Invalid values raise one ``ValueError`` that lists every problem
-    (the network's own arguments, ``width``, ``depth`` and ``norm``, are checked by :class:`SegmentationUNet`).
+    (the network's own arguments ``width``, ``depth`` and ``norm`` are checked by :class:`SegmentationUNet`).
     """
 
     num_classes: int = 19  # output classes (Cityscapes trainIds: 19)
