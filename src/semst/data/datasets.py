@@ -301,6 +301,15 @@ class DatasetLayout:
             )
         return samples
 
+    def _pair_by_name(self, images: list[Path], label_folder: Path) -> list[Sample]:
+        """Builds samples whose label is the file of the image's name in ``label_folder`` (GTA5, SYNTHIA);
+        unlabelled samples when that folder is absent."""
+        if not label_folder.is_dir():
+            return self._pair(images, None, {})
+        label_of = {image: label_folder / image.name for image in images}
+        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
+        return self._pair(images, label_folder, label_of)
+
 
 def _size_message(sample: Sample, image_size: tuple[int, int], label_size: tuple[int, int]) -> str:
     return (
@@ -323,13 +332,7 @@ class GTA5(DatasetLayout):
         return ["all"] if (self.root / "images").is_dir() else []
 
     def _samples(self, split: str) -> list[Sample]:
-        images = self._require_images(self.root / "images")
-        label_folder = self.root / "labels"
-        if not label_folder.is_dir():
-            return self._pair(images, None, {})
-        label_of = {image: label_folder / image.name for image in images}
-        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
-        return self._pair(images, label_folder, label_of)
+        return self._pair_by_name(self._require_images(self.root / "images"), self.root / "labels")
 
     def _read_label(self, path: Path) -> np.ndarray:
         return ids_to_train_ids(load_label_map(path))
@@ -351,13 +354,7 @@ class Synthia(DatasetLayout):
         return ["all"] if (self.root / "RGB").is_dir() else []
 
     def _samples(self, split: str) -> list[Sample]:
-        images = self._require_images(self.root / "RGB")
-        label_folder = self.root / "GT" / "LABELS"
-        if not label_folder.is_dir():
-            return self._pair(images, None, {})
-        label_of = {image: label_folder / image.name for image in images}
-        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
-        return self._pair(images, label_folder, label_of)
+        return self._pair_by_name(self._require_images(self.root / "RGB"), self.root / "GT" / "LABELS")
 
     def _read_label(self, path: Path) -> np.ndarray:
         return load_synthia_label(path)
