@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
+from semst.evaluation.segmentation import unwrap_logits
 from semst.files import atomic_path
 from semst.segmentation.network import SegmentationUNet
 
@@ -191,14 +192,7 @@ class Segmenter:
         if self._mean is not None and self._std is not None:
             x = (x - self._mean) / self._std
         with torch.no_grad():
-            out = self.model(x)
-        if isinstance(out, Mapping):
-            if "out" not in out:
-                raise ValueError(
-                    f"segmenter {self.source} returned a dict with keys {sorted(out)}; expected logits under "
-                    f"'out' (torchvision style) or a tensor"
-                )
-            out = out["out"]
+            out = unwrap_logits(self.model(x), f"segmenter {self.source}")
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != x.shape[0]:
             shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(
