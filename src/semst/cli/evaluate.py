@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_device, add_progress, add_verbosity
 from semst.files import write_json
 
 HELP = "score translated images: semantic distortion with a segmenter, or paired images (photo to map)"
@@ -77,9 +78,9 @@ def add_parser(subparsers) -> None:
     )
     seg.add_argument("--max-pictures", type=int, default=20, metavar="N", help="pictures written at most")
     seg.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per segmenter call")
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    seg.add_argument("--no-progress", action="store_true", help="no progress bar")
-    seg.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_device(seg)
+    add_progress(seg)
+    add_verbosity(seg)
 
     paired = protocols.add_parser(
         "paired",
@@ -95,8 +96,8 @@ def add_parser(subparsers) -> None:
     paired.add_argument("--pred-suffix", default="", help="stripped from prediction names before matching")
     paired.add_argument("--gt-suffix", default="", help="stripped from true image names before matching")
     paired.add_argument("--output", metavar="JSON", help="write the scores here")
-    paired.add_argument("--no-progress", action="store_true", help="no progress bar")
-    paired.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_progress(paired)
+    add_verbosity(paired)
 
 
 def _run_segmentation(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_device, add_progress, add_verbosity
 
 HELP = (
     "translate a whole labelled data set (GTA5, SYNTHIA, ...) into the target look, same layout, labels kept"
@@ -40,9 +41,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tile-overlap", type=int, metavar="PX", help="tile overlap (see semst translate)")
     p.add_argument("--tile-batch", type=int, metavar="N", help="tiles at once (see semst translate)")
     p.add_argument("--global-window", type=int, metavar="PX", help="global window (see semst translate)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_device(p)
+    add_progress(p)
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

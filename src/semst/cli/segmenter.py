@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_device, add_progress, add_verbosity
 
 HELP = "train the target-domain segmenter used by `semst evaluate segmentation`, or export it"
 
@@ -57,9 +58,9 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--image-suffix", default="", help="stripped from image names before matching labels")
     train.add_argument("--label-suffix", default="", help="stripped from label names before matching images")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_device(train)
+    add_progress(train)
+    add_verbosity(train)
 
     export = actions.add_parser(
         "export",
@@ -70,7 +71,7 @@ def add_parser(subparsers) -> None:
     )
     export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint from `semst segmenter train`")
     export.add_argument("output", metavar="OUT", help="TorchScript file to write (.pt)")
-    export.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbosity(export)
 
 
 def run(args: argparse.Namespace) -> int:
