@@ -116,4 +116,6 @@ def test_bad_mode_is_refused(tmp_path):
         pass
     with pytest.raises(ValueError, match="encoding"), atomic_write(tmp_path / "a", "wb", encoding="utf-8"):
         pass
+    with pytest.raises(LookupError), atomic_write(tmp_path / "a", "w", encoding="no-such-codec"):
+        pass
     assert list(tmp_path.iterdir()) == []

@@ -85,6 +85,7 @@ def atomic_write(
     path = Path(path)
     fd, temporary = _create_temporary(path)
     try:
+        # os.fdopen closes the descriptor itself if it fails (an unknown encoding, say).
         with os.fdopen(fd, mode, encoding=None if binary else encoding or "utf-8") as stream:
             yield stream
             stream.flush()
@@ -121,8 +122,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
     try:
         yield temporary
-        # Some writers replace the file instead of truncating it (safetensors >= 0.6 writes its own
-        # temporary file, created 0o600, and renames it over ours): restore the umask's permissions.
+        # Some writers replace the file instead of truncating it (safetensors 0.8 writes a temporary file of
+        # its own, mode 0o600, and renames it over ours): give it the umask's permissions back.
         os.chmod(temporary, permissions)
         fd = os.open(temporary, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
