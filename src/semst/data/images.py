@@ -264,10 +264,10 @@ def save_image(image: Image.Image, path: str | os.PathLike[str]) -> None:
     """Writes an image atomically, choosing the format from the file extension.
 
     The image is written to a hidden temporary file in the destination directory and moved over ``path``
-    (:func:`semst.files.atomic_write`), so readers never see a half-written file and a failure leaves any existing file at
-    ``path`` untouched (the temporary file is removed). Missing parent directories are created. JPEG files are
-    written with quality 95; images in modes JPEG cannot store are converted with :func:`convert_to_rgb`
-    first.
+    (:func:`semst.files.atomic_write`), so readers never see a half-written file and a failure leaves any
+    existing file at ``path`` untouched (the temporary file is removed). Missing parent directories are
+    created. JPEG files are written with quality 95; images in modes JPEG cannot store are converted with
+    :func:`convert_to_rgb` first.
 
     Args:
         image: The image to save.
