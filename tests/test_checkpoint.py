@@ -125,6 +125,16 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left behind
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_checkpoint_permissions_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = _write(tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644  # as any file the user writes, not mkstemp's 0o600
+
+
 def test_latest_checkpoint_of_a_run_directory(tmp_path):
     for step in (5, 40, 7):
         _write(tmp_path / "checkpoints", ckpt.checkpoint_name(step), meta={"step": step})

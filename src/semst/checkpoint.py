@@ -12,9 +12,7 @@ when it is complete, so a crash mid-write never damages the previous checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from semst.files import atomic_path
 
 FORMAT = "semst-checkpoint"
 FORMAT_VERSION = 2  # 2: networks named by the module tree (``translator.generator.*``); 1: semst 0.1
@@ -36,22 +36,15 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
     """Atomically write ``tensors`` and the JSON-serialisable ``meta`` to ``path``.
 
-    Tensors are copied to contiguous CPU memory (shared storage is not allowed by safetensors).
+    The write goes through :func:`semst.files.atomic_path`, so the file gets the permissions of a plain
+    ``open()`` (``0o666`` minus the umask) and an interrupted write leaves any previous file intact. Tensors
+    are copied to contiguous CPU memory (shared storage is not allowed by safetensors).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "meta": json.dumps(meta)}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(cpu, tmp_name, metadata=header)
-        with open(tmp_name, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(cpu, str(temporary), metadata=header)
     return path
 
 

@@ -32,6 +32,7 @@ from PIL import Image
 
 from semst.data.images import load_rgb, save_image
 from semst.data.labels import TRAIN_ID_NAMES, load_label_map
+from semst.files import atomic_path, write_json
 
 log = logging.getLogger("semst.demo")
 
@@ -129,27 +130,31 @@ def _translator_config(method: str, settings: DemoSettings, source: Path, target
 def _segmenter(world: Path, path: Path, settings: DemoSettings, progress: bool) -> dict:
     from semst import checkpoint as ckpt
     from semst.evaluation import match_pairs
-    from semst.segmentation.train import train_segmenter
+    from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
     street = world / "street"
     if path.is_file():
         meta = ckpt.read_metadata(path)
-        if meta.get("steps") == settings.segmenter_steps and meta.get("val"):
+        trained_with = SegmenterTrainConfig.from_checkpoint_meta(meta)
+        if trained_with is not None and trained_with.steps == settings.segmenter_steps and meta.get("val"):
             return meta
-    train_segmenter(
-        match_pairs(street / "trainB", street / "trainB_labels"),
+    config = SegmenterTrainConfig(
         num_classes=len(TRAIN_ID_NAMES),
-        out=path,
-        class_names=list(TRAIN_ID_NAMES),
         steps=settings.segmenter_steps,
         crop_size=settings.segmenter_crop,
         batch_size=4,
         lr=2e-3,
         seed=0,
-        val_pairs=match_pairs(street / "testB", street / "testB_labels"),
-        progress=progress,
         width=settings.segmenter_width,
         log_every=max(1, settings.segmenter_steps // 6),
+    )
+    train_segmenter(
+        match_pairs(street / "trainB", street / "trainB_labels"),
+        config,
+        out=path,
+        val_pairs=match_pairs(street / "testB", street / "testB_labels"),
+        class_names=list(TRAIN_ID_NAMES),
+        progress=progress,
     )
     return ckpt.read_metadata(path)
 
@@ -187,8 +192,11 @@ def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
             ax.spines[["top", "right"]].set_visible(False)
     axes[0].legend(frameon=False, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -379,8 +387,7 @@ def run_demo(out: str | Path, *, quick: bool = False, progress: bool = True) -> 
     }
     timed("report", start)
     report["timings"] = timings
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    metrics_path = write_json(out / "metrics.json", report)
     report_path = write_report(out / "report.html", report)
     return {
         "report": report_path,

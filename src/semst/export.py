@@ -40,8 +40,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +49,7 @@ import torch
 from torch import nn
 
 import semst
+from semst.files import atomic_path
 
 if TYPE_CHECKING:
     from semst.translators import Translator
@@ -129,22 +128,6 @@ def export_info(translator: Translator) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[str]:
-    """Yields a temporary file name next to ``path``; renamed over ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp_name
-        with open(tmp_name, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:
     """Silences the warnings that exporting triggers by design.
 
@@ -212,8 +195,8 @@ def export_torchscript(
     info = export_info(translator)
     with _quiet_export(), torch.no_grad():
         traced = torch.jit.trace(deployable, (example,), check_trace=False)
-        with _atomic_output(path) as tmp_name:
-            torch.jit.save(traced, tmp_name, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(info)})
+        with atomic_path(path) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(info)})
     return path
 
 
@@ -263,12 +246,12 @@ def export_onnx(
     deployable = _export_copy(translator)
     example = _example_input(example_size)
     axes = {0: "batch", 2: "height", 3: "width"}
-    with _atomic_output(path) as tmp_name:
+    with atomic_path(path) as tmp:
         with _quiet_export(), torch.no_grad():
             torch.onnx.export(
                 deployable,
                 (example,),
-                tmp_name,
+                str(tmp),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
@@ -276,7 +259,7 @@ def export_onnx(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        proto = onnx.load(tmp_name)
+        proto = onnx.load(str(tmp))
         info = export_info(translator)
         proto.doc_string = info["summary"]
         for key, value in info.items():
@@ -286,7 +269,7 @@ def export_onnx(
             entry.key = key if key.startswith("semst_") else f"semst_{key}"
             entry.value = value if isinstance(value, str) else json.dumps(value)
         onnx.checker.check_model(proto)
-        onnx.save(proto, tmp_name)
+        onnx.save(proto, str(tmp))
     return path
 
 

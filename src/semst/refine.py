@@ -16,12 +16,10 @@ HRDA, SePiCo, ProDA, BDL, ...) trains on the refined data by changing only its d
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from semst.data.images import ImageLoadError, load_rgb, save_image
+from semst.files import atomic_path, write_json
 from semst.tiling import Tiling
 
 log = logging.getLogger("semst.refine")
@@ -50,20 +49,16 @@ class RefineReport:
 
 
 def _copy_atomic(source: Path, destination: Path, *, link: bool) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.parent / f".{destination.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        if link:
-            try:
-                os.link(source, temporary)
-            except OSError:  # another file system, or links not allowed: copy instead
-                shutil.copy2(source, temporary)
-        else:
-            shutil.copy2(source, temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Copies or hard-links ``source`` to ``destination``; no half-written file is ever visible there."""
+    if link:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, destination)  # a new name for complete data: atomic by itself
+            return
+        except OSError:  # another file system, links not allowed, or the name exists: copy instead
+            pass
+    with atomic_path(destination) as temporary:
+        shutil.copy2(source, temporary)
 
 
 def check_output_folder(root: Path, out: Path) -> None:
@@ -152,7 +147,5 @@ def refine_dataset(
         "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    temporary = out / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
-    temporary.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(temporary, out / MANIFEST)
+    write_json(out / MANIFEST, manifest)
     return report

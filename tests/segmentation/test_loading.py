@@ -10,7 +10,7 @@ from torch import nn
 from semst.checkpoint import CheckpointError, save_checkpoint
 from semst.segmentation import (
     SegmentationUNet,
-    export_torchscript,
+    export_segmenter_torchscript,
     load_segmenter,
     load_segmenter_network,
     save_segmenter,
@@ -57,7 +57,7 @@ def test_checkpoint_round_trip_gives_the_same_logits(trained_network, checkpoint
 
 
 def test_torchscript_export_loads_and_matches(trained_network, checkpoint, tmp_path):
-    exported = export_torchscript(checkpoint, tmp_path / "deep" / "segmenter.pt")
+    exported = export_segmenter_torchscript(checkpoint, tmp_path / "deep" / "segmenter.pt")
     segmenter = load_segmenter(exported)
     # The class count and names travel inside the archive.
     assert segmenter.num_classes == 4 and segmenter.class_names == CLASSES
@@ -120,7 +120,7 @@ def test_imagenet_and_explicit_normalisation_are_applied(tmp_path):
 def test_semst_segmenters_refuse_a_second_normalisation(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="normalises inside the network"):
         load_segmenter(checkpoint, normalize="imagenet")
-    exported = export_torchscript(checkpoint, tmp_path / "s.pt")
+    exported = export_segmenter_torchscript(checkpoint, tmp_path / "s.pt")
     with pytest.raises(ValueError, match="normalises inside the network"):
         load_segmenter(exported, normalize="imagenet")
 

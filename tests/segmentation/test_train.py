@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from semst.data.images import load_rgb
 from semst.evaluation.metrics import confusion_counts, segmentation_scores
 from semst.segmentation import load_segmenter
 from semst.segmentation import train as train_module
-from semst.segmentation.train import train_segmenter
+from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
 CLASS_NAMES = ("road", "sky", "building", "pole")
 POLE = 3
@@ -76,14 +77,11 @@ def trained(labelled_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("segmenter") / "segmenter.safetensors"
     path = train_segmenter(
         labelled_data["train"],
-        num_classes=4,
+        SegmenterTrainConfig(num_classes=4, steps=80, seed=0, **TINY),
         out=out,
         class_names=CLASS_NAMES,
-        steps=80,
-        seed=0,
         val_pairs=labelled_data["val"],
         progress=False,
-        **TINY,
     )
     return path
 
@@ -118,16 +116,21 @@ def test_checkpoint_metadata_is_complete(trained, labelled_data):
         "max_width": 256,
     }
     assert meta["num_classes"] == 4 and meta["class_names"] == list(CLASS_NAMES)
-    assert meta["steps"] == 80 and meta["train_pairs"] == 6 and meta["seed"] == 0
-    assert meta["crop_size"] == [48, 48] and meta["batch_size"] == 4 and meta["ignore_index"] == 255
+    config = meta["config"]
+    assert config["steps"] == 80 and meta["train_pairs"] == 6 and config["seed"] == 0
+    assert config["crop_size"] == [48, 48] and config["batch_size"] == 4 and meta["ignore_index"] == 255
+    assert SegmenterTrainConfig.from_checkpoint_meta(meta) == SegmenterTrainConfig(
+        num_classes=4, steps=80, seed=0, **TINY
+    )
     assert set(meta["val"]) >= {"pixel_accuracy", "mean_iou", "class_iou"} and meta["val"]["pairs"] == 2
     tensors = load_tensors(trained)
     assert tensors and all(name.startswith("segmenter.") for name in tensors)
 
 
-def _train_briefly(pairs, out, seed, **kwargs):
+def _train_briefly(pairs, out, seed, class_names=None, **kwargs):
     options = TINY | {"width": 4, "depth": 2, "crop_size": (24, 40)} | kwargs
-    return train_segmenter(pairs, num_classes=4, out=out, steps=3, seed=seed, progress=False, **options)
+    config = SegmenterTrainConfig(num_classes=4, steps=3, seed=seed, **options)
+    return train_segmenter(pairs, config, out=out, class_names=class_names, progress=False)
 
 
 def test_same_seed_gives_identical_weights(labelled_data, tmp_path):
@@ -144,6 +147,44 @@ def test_progress_is_logged(labelled_data, tmp_path, caplog):
         _train_briefly(labelled_data["train"], tmp_path / "s.safetensors", seed=0, log_every=1)
     messages = [r.getMessage() for r in caplog.records if r.name == "semst.segmenter"]
     assert sum("loss" in m for m in messages) == 3 and "saved" in messages[-1]
+
+
+def test_config_lists_every_problem_in_one_error():
+    with pytest.raises(ValueError, match=r"steps must be >= 1, got 0; .*lr must be > 0, got -1") as error:
+        SegmenterTrainConfig(steps=0, lr=-1, crop_size=(8, 0))
+    assert "crop_size" in str(error.value) and "invalid segmenter training config" in str(error.value)
+    with pytest.raises(ValueError, match="scale_range"):
+        SegmenterTrainConfig(scale_range=(1.5, 1.0))
+
+
+def test_config_round_trips_through_json_data():
+    config = SegmenterTrainConfig(crop_size=64, scale_range=[0.5, 2.0], warmup_steps=3)
+    assert config.crop_size == (64, 64) and config.scale_range == (0.5, 2.0)
+    assert SegmenterTrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match=r"unknown segmenter training settings \['stepz'\]"):
+        SegmenterTrainConfig.from_dict({"stepz": 3})
+
+
+def test_config_of_checkpoints_written_before_the_config_was_saved():
+    old_meta = {
+        "kind": "segmenter",
+        "architecture": {"name": "unet", "num_classes": 4, "width": 12, "depth": 3, "norm": "group"},
+        "num_classes": 4,
+        "steps": 80,
+        "train_pairs": 6,
+        "crop_size": [48, 40],
+        "batch_size": 4,
+        "lr": 0.005,
+        "weight_decay": 0.0001,
+        "scale_range": [0.75, 1.25],
+        "seed": 0,
+        "ignore_index": 255,
+    }
+    config = SegmenterTrainConfig.from_checkpoint_meta(old_meta)
+    assert config == SegmenterTrainConfig(
+        num_classes=4, steps=80, crop_size=(48, 40), batch_size=4, lr=0.005, seed=0, width=12, depth=3
+    )
+    assert SegmenterTrainConfig.from_checkpoint_meta({"kind": "segmenter", "num_classes": 4}) is None
 
 
 def test_augmentation_resizes_labels_with_nearest_only():

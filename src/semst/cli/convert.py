@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_verbosity
 
 HELP = "convert a CUT or CycleGAN generator (latest_net_G.pth) into a semst checkpoint"
 
@@ -45,6 +46,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="only print the inferred architecture; write nothing"
     )
+    add_verbosity(p)
 
 
 def describe_architecture(arch: dict) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_progress, add_verbosity
 
 HELP = (
     "generate a labelled two-domain world, train a target segmenter, SemST and CUT briefly, translate "
@@ -23,8 +24,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", default="demo-output", metavar="DIR", help="where the world, runs and report go")
     p.add_argument("--quick", action="store_true", help="tiny world and networks, a few steps (a smoke test)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_progress(p, help="no progress bars")
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

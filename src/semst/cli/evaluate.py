@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_device, add_progress, add_verbosity
+from semst.files import write_json
 
 HELP = "score translated images: semantic distortion with a segmenter, or paired images (photo to map)"
 
@@ -79,9 +78,9 @@ def add_parser(subparsers) -> None:
     )
     seg.add_argument("--max-pictures", type=int, default=20, metavar="N", help="pictures written at most")
     seg.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per segmenter call")
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    seg.add_argument("--no-progress", action="store_true", help="no progress bar")
-    seg.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_device(seg)
+    add_progress(seg)
+    add_verbosity(seg)
 
     paired = protocols.add_parser(
         "paired",
@@ -97,23 +96,8 @@ def add_parser(subparsers) -> None:
     paired.add_argument("--pred-suffix", default="", help="stripped from prediction names before matching")
     paired.add_argument("--gt-suffix", default="", help="stripped from true image names before matching")
     paired.add_argument("--output", metavar="JSON", help="write the scores here")
-    paired.add_argument("--no-progress", action="store_true", help="no progress bar")
-    paired.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-
-def write_json(data: dict, path: str | Path) -> Path:
-    """Write JSON atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    add_progress(paired)
+    add_verbosity(paired)
 
 
 def _run_segmentation(args: argparse.Namespace) -> int:
@@ -187,7 +171,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
         if iou is not None:
             print(f"  {name:15s} IoU {100 * iou:6.2f}%")
     if args.output:
-        print(f"scores written to {write_json(scores, args.output)}")
+        print(f"scores written to {write_json(args.output, scores)}")
     if written:
         print(f"{len(written)} distortion picture(s) in {args.pictures}")
     return 0
@@ -206,7 +190,7 @@ def _run_paired(args: argparse.Namespace) -> int:
         f"{100 * scores['accuracy_delta_5']:.2f}%, within delta 10 {100 * scores['accuracy_delta_10']:.2f}%"
     )
     if args.output:
-        print(f"scores written to {write_json(scores, args.output)}")
+        print(f"scores written to {write_json(args.output, scores)}")
     return 0
 
 

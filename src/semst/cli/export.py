@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_verbosity
 
 HELP = "export a trained translator as ONNX or TorchScript (RGB [0, 1] in and out, any size)"
 
@@ -41,7 +42,7 @@ def add_parser(subparsers) -> None:
         default=(256, 256),
         help="size of the example input traced with; the exported model accepts any size (default: 256 256)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_verbosity
 
 HELP = "describe a checkpoint: step, preset, architecture and the full config"
 
@@ -16,6 +17,7 @@ def add_parser(subparsers) -> None:
         "checkpoint", metavar="CHECKPOINT_OR_RUN_DIR", help="a .safetensors checkpoint or a run directory"
     )
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

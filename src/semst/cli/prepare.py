@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_verbosity
 
 HELP = "convert a downloaded data set into unaligned trainA/trainB folders (Maps: split the photo|map pairs)"
 
@@ -21,7 +22,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("dataset", metavar="NAME:PATH", help="the data set as downloaded, e.g. maps:/data/maps")
     p.add_argument("--out", metavar="DIR", required=True, help="output root")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

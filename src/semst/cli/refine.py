@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
-from semst.cli.translate import add_tiling_options
+from semst.cli.options import add_device, add_progress, add_tiling, add_verbosity, tiling_from_args
 
 HELP = (
     "translate a whole labelled data set (GTA5, SYNTHIA, ...) into the target look, same layout, labels kept"
@@ -37,14 +37,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="output root (outside the data set's folder)")
     p.add_argument("--link-labels", action="store_true", help="hard-link label maps instead of copying them")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (to try settings)")
-    add_tiling_options(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_tiling(p)
+    add_device(p)
+    add_progress(p)
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from semst.cli.translate import tiling_from_args
     from semst.data.datasets import open_dataset
     from semst.refine import check_output_folder, refine_dataset
     from semst.translators import Translator

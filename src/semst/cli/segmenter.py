@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_device, add_progress, add_verbosity
 
 HELP = "train the target-domain segmenter used by `semst evaluate segmentation`, or export it"
 
@@ -57,9 +58,9 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--image-suffix", default="", help="stripped from image names before matching labels")
     train.add_argument("--label-suffix", default="", help="stripped from label names before matching images")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_device(train)
+    add_progress(train)
+    add_verbosity(train)
 
     export = actions.add_parser(
         "export",
@@ -70,21 +71,21 @@ def add_parser(subparsers) -> None:
     )
     export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint from `semst segmenter train`")
     export.add_argument("output", metavar="OUT", help="TorchScript file to write (.pt)")
-    export.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbosity(export)
 
 
 def run(args: argparse.Namespace) -> int:
-    from semst.segmentation.loading import export_torchscript
+    from semst.segmentation.loading import export_segmenter_torchscript
 
     if args.action == "export":
-        print(f"wrote {export_torchscript(args.checkpoint, args.output)}")
+        print(f"wrote {export_segmenter_torchscript(args.checkpoint, args.output)}")
         return 0
 
     from semst import checkpoint as ckpt
     from semst.data.labels import NUM_TRAIN_IDS, TRAIN_ID_NAMES
     from semst.evaluation import match_pairs
     from semst.runtime import resolve_device
-    from semst.segmentation.train import train_segmenter
+    from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
     if (args.val_images is None) != (args.val_labels is None):
         raise ValueError("give both --val-images and --val-labels, or neither")
@@ -95,22 +96,24 @@ def run(args: argparse.Namespace) -> int:
     val_pairs = (
         match_pairs(Path(args.val_images), Path(args.val_labels), **suffixes) if args.val_images else None
     )
-    crop = args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size)
-    path = train_segmenter(
-        pairs,
+    config = SegmenterTrainConfig(
         num_classes=args.num_classes,
-        out=Path(args.out),
-        class_names=list(TRAIN_ID_NAMES) if args.num_classes == NUM_TRAIN_IDS else None,
         steps=args.steps,
-        crop_size=crop,
+        crop_size=args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size),
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        device=str(resolve_device(args.device)),
-        val_pairs=val_pairs,
-        progress=not args.no_progress,
         width=args.width,
         depth=args.depth,
+    )
+    path = train_segmenter(
+        pairs,
+        config,
+        out=Path(args.out),
+        val_pairs=val_pairs,
+        class_names=list(TRAIN_ID_NAMES) if args.num_classes == NUM_TRAIN_IDS else None,
+        device=str(resolve_device(args.device)),
+        progress=not args.no_progress,
     )
     print(f"segmenter written to {path} ({len(pairs)} training images)")
     val = ckpt.read_metadata(path).get("val")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import DEVICE_HELP, add_device, add_progress, add_verbosity
 from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides
 
 HELP = "train a translator on unaligned source and target image folders"
@@ -101,10 +102,11 @@ def add_parser(subparsers) -> None:
         help="stop after N optimisation steps and write a final checkpoint (default: the full schedule, "
         "train.constant_epochs + train.decay_epochs)",
     )
-    p.add_argument(
-        "--device",
+    add_device(
+        p,
+        default=None,
         metavar="DEV",
-        help="auto, cpu, cuda or cuda:N (default: train.device, auto = CUDA if available)",
+        help=f"{DEVICE_HELP} (default: train.device, auto = CUDA if available)",
     )
     p.add_argument(
         "--seed",
@@ -118,8 +120,8 @@ def add_parser(subparsers) -> None:
         "and logging settings may change)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_progress(p, help="no progress bar (log lines only)")
+    add_verbosity(p)
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_progress, add_verbosity
 
 HELP = "generate the procedural labelled world: two street-scene domains with label maps, and aerial photo/map pairs"
 
@@ -37,8 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=_size, default=(512, 256), metavar="WxH", help="street scene size")
     p.add_argument("--aerial-size", type=int, default=256, metavar="PX", help="side of the aerial pairs")
     p.add_argument("--no-aerial", action="store_true", help="skip the aerial photo/map pairs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_progress(p)
+    add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 A data set is named on the command line as ``"name:/path"`` (``gta5:/data/GTA5``, ``cityscapes:/data/cityscapes``)
 and opened with :func:`open_dataset`. Every data set lists its samples (:class:`Sample`: image, optional label and
 their paths relative to the root, so a translated copy can mirror the layout) and converts its labels to the 19
-Cityscapes train ids with :meth:`Dataset.load_label`. :func:`check` verifies, reading image headers only, that
-every label has the size of its image before a long run starts.
+Cityscapes train ids with :meth:`DatasetLayout.load_label`. :func:`check` verifies, reading image headers only,
+that every label has the size of its image before a long run starts.
 
 Layouts (``ROOT`` is the path given after the colon):
 
@@ -23,11 +23,12 @@ Layouts (``ROOT`` is the path given after the colon):
   writes them) in ``ROOT/<split>_labels/`` with the images' relative paths and stems.
 
 Labels are optional everywhere: when a data set's label folder is absent (a Cityscapes download without
-``gtFine``, a folder without ``*_labels``), samples have ``label=None`` and :meth:`Dataset.load_label` says so.
-When the label folder exists, every image must have a label, otherwise the images without one are listed.
+``gtFine``, a folder without ``*_labels``), samples have ``label=None`` and :meth:`DatasetLayout.load_label` says
+so. When the label folder exists, every image must have a label, otherwise the images without one are listed.
 
-To add a layout: subclass :class:`Dataset`, implement ``_find_splits``, ``_samples`` and ``_read_label``, add the
-class to :data:`DATASETS` and a fixture tree to ``tests/data/test_datasets.py``.
+To add a layout: subclass :class:`DatasetLayout`, implement ``_find_splits``, ``_samples`` and ``_read_label``, add
+the class to :data:`DATASETS` and a fixture tree to ``tests/data/test_datasets.py``. (The base class is not called
+``Dataset``, so that it is never mistaken for ``torch.utils.data.Dataset``.)
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ __all__ = [
     "DATASETS",
     "Cityscapes",
     "CityscapesParsing",
-    "Dataset",
     "DatasetError",
+    "DatasetLayout",
     "GTA5",
     "Maps",
     "Sample",
@@ -79,7 +80,8 @@ class Sample:
 
     Attributes:
         image: The image file.
-        label: The label file in the data set's own format (:meth:`Dataset.load_label` converts it), or ``None``.
+        label: The label file in the data set's own format (:meth:`DatasetLayout.load_label` converts it), or
+            ``None``.
         relative: ``image`` relative to the data-set root, e.g. ``leftImg8bit/val/lindau/x_leftImg8bit.png``;
             a translated copy written to ``OUT / relative`` mirrors the layout.
         label_relative: ``label`` relative to the data-set root, or ``None``.
@@ -133,7 +135,7 @@ def _images_in(folder: Path, *, suffix: str | None, recursive: bool) -> list[Pat
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 
 
-class Dataset:
+class DatasetLayout:
     """A data set on disk: its splits, its samples and its labels as Cityscapes train ids.
 
     Construct one with :func:`open_dataset` or a subclass directly (``GTA5("/data/GTA5")``). The root's layout is
@@ -299,6 +301,15 @@ class Dataset:
             )
         return samples
 
+    def _pair_by_name(self, images: list[Path], label_folder: Path) -> list[Sample]:
+        """Builds samples whose label is the file of the image's name in ``label_folder`` (GTA5, SYNTHIA);
+        unlabelled samples when that folder is absent."""
+        if not label_folder.is_dir():
+            return self._pair(images, None, {})
+        label_of = {image: label_folder / image.name for image in images}
+        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
+        return self._pair(images, label_folder, label_of)
+
 
 def _size_message(sample: Sample, image_size: tuple[int, int], label_size: tuple[int, int]) -> str:
     return (
@@ -307,7 +318,7 @@ def _size_message(sample: Sample, image_size: tuple[int, int], label_size: tuple
     )
 
 
-class GTA5(Dataset):
+class GTA5(DatasetLayout):
     """GTA5 ("Playing for Data"): ``images/*.png`` and ``labels/*.png`` holding Cityscapes label ids.
 
     The download's optional split files are not used: the one split is ``"all"``.
@@ -321,19 +332,13 @@ class GTA5(Dataset):
         return ["all"] if (self.root / "images").is_dir() else []
 
     def _samples(self, split: str) -> list[Sample]:
-        images = self._require_images(self.root / "images")
-        label_folder = self.root / "labels"
-        if not label_folder.is_dir():
-            return self._pair(images, None, {})
-        label_of = {image: label_folder / image.name for image in images}
-        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
-        return self._pair(images, label_folder, label_of)
+        return self._pair_by_name(self._require_images(self.root / "images"), self.root / "labels")
 
     def _read_label(self, path: Path) -> np.ndarray:
         return ids_to_train_ids(load_label_map(path))
 
 
-class Synthia(Dataset):
+class Synthia(DatasetLayout):
     """SYNTHIA-RAND-CITYSCAPES: ``RGB/*.png`` and ``GT/LABELS/*.png`` (16-bit, SYNTHIA id in the first channel).
 
     Labels are mapped into the Cityscapes train ids by :data:`semst.data.synthia_labels.SYNTHIA_LABELS`; the 16
@@ -349,13 +354,7 @@ class Synthia(Dataset):
         return ["all"] if (self.root / "RGB").is_dir() else []
 
     def _samples(self, split: str) -> list[Sample]:
-        images = self._require_images(self.root / "RGB")
-        label_folder = self.root / "GT" / "LABELS"
-        if not label_folder.is_dir():
-            return self._pair(images, None, {})
-        label_of = {image: label_folder / image.name for image in images}
-        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
-        return self._pair(images, label_folder, label_of)
+        return self._pair_by_name(self._require_images(self.root / "RGB"), self.root / "GT" / "LABELS")
 
     def _read_label(self, path: Path) -> np.ndarray:
         return load_synthia_label(path)
@@ -382,7 +381,7 @@ def _read_cityscapes_label(path: Path) -> np.ndarray:
     return values if path.name.endswith("_labelTrainIds.png") else ids_to_train_ids(values)
 
 
-class Cityscapes(Dataset):
+class Cityscapes(DatasetLayout):
     """Cityscapes: ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` with labels from ``gtFine/{split}/{city}/``.
 
     A frame's label is ``*_gtFine_labelTrainIds.png`` (written by cityscapesScripts' ``createTrainIdLabelImgs``)
@@ -435,7 +434,7 @@ class CityscapesParsing(Cityscapes):
     _image_suffix = "_gtFine_color.png"
 
 
-class Maps(Dataset):
+class Maps(DatasetLayout):
     """pix2pix's Maps: ``train/*.jpg`` and ``val/*.jpg``, each an aerial photo (left half) beside its map (right).
 
     The samples are the side-by-side images, without labels; :func:`split_pair` cuts one and
@@ -461,7 +460,7 @@ _FOLDER_SPLITS = ("trainA", "trainB", "valA", "valB", "testA", "testB")
 _LABEL_FOLDER_SUFFIX = "_labels"
 
 
-class UnalignedFolders(Dataset):
+class UnalignedFolders(DatasetLayout):
     """CUT's unaligned folders: ``trainA/``, ``trainB/``, ``valA/``, ``valB/``, ``testA/``, ``testB/``.
 
     Each existing folder is a split (images searched recursively). Labels are optional: ``<split>_labels/`` holds
@@ -501,7 +500,7 @@ class UnalignedFolders(Dataset):
         return load_label_map(path)
 
 
-DATASETS: dict[str, type[Dataset]] = {
+DATASETS: dict[str, type[DatasetLayout]] = {
     "gta5": GTA5,
     "synthia": Synthia,
     "cityscapes": Cityscapes,
@@ -518,13 +517,13 @@ def is_dataset_spec(text: str | os.PathLike[str]) -> bool:
     return bool(colon and root) and name.strip().lower() in DATASETS
 
 
-def open_dataset(spec: str, *, split: str | None = None) -> Dataset:
+def open_dataset(spec: str, *, split: str | None = None) -> DatasetLayout:
     """Opens a data set named by ``"name:/path"``, e.g. ``"gta5:/data/GTA5"`` or ``"cityscapes:/data/cs"``.
 
     Args:
         spec: A name from :data:`DATASETS`, a colon, and the data-set root. Only the first colon separates, so
             ``"folder:C:/data"`` works.
-        split: The default split of :meth:`Dataset.samples`; ``None`` picks the data set's usual one.
+        split: The default split of :meth:`DatasetLayout.samples`; ``None`` picks the data set's usual one.
 
     Returns:
         The data set.
@@ -549,14 +548,14 @@ def open_dataset(spec: str, *, split: str | None = None) -> Dataset:
     return DATASETS[name](Path(root).expanduser(), split=split)
 
 
-def check(dataset: Dataset, split: str | None = None) -> list[Sample]:
+def check(dataset: DatasetLayout, split: str | None = None) -> list[Sample]:
     """Verifies a split up front: every image has a label if any has one, and every label has its image's size.
 
     Only image headers are read (fast: no decoding), so this suits a start-of-run check over a whole data set.
 
     Args:
         dataset: The data set.
-        split: One of its splits; ``None`` checks :attr:`Dataset.split`.
+        split: One of its splits; ``None`` checks :attr:`DatasetLayout.split`.
 
     Returns:
         The split's samples.
@@ -619,7 +618,7 @@ def write_unaligned_maps(
     Args:
         dataset: The Maps data set.
         destination: The output root (created); existing files of the same names are replaced atomically.
-        splits: The splits to write; ``None`` writes all of :attr:`Dataset.splits`.
+        splits: The splits to write; ``None`` writes all of :attr:`DatasetLayout.splits`.
         extension: The output format; ``".png"`` (default) avoids compressing the JPEG halves a second time.
 
     Returns:

@@ -11,12 +11,13 @@ Tensors use CUT's convention: ``(3, H, W)`` float32 in ``[-1, 1]``, where ``-1``
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from semst.files import atomic_write
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -262,11 +263,11 @@ def _save_format(path: Path) -> str:
 def save_image(image: Image.Image, path: str | os.PathLike[str]) -> None:
     """Writes an image atomically, choosing the format from the file extension.
 
-    The image is written to a hidden temporary file in the destination directory and moved over ``path`` with
-    :func:`os.replace`, so readers never see a half-written file and a failure leaves any existing file at
-    ``path`` untouched (the temporary file is removed). Missing parent directories are created. JPEG files are
-    written with quality 95; images in modes JPEG cannot store are converted with :func:`convert_to_rgb`
-    first.
+    The image is written to a hidden temporary file in the destination directory and moved over ``path``
+    (:func:`semst.files.atomic_write`), so readers never see a half-written file and a failure leaves any
+    existing file at ``path`` untouched (the temporary file is removed). Missing parent directories are
+    created. JPEG files are written with quality 95; images in modes JPEG cannot store are converted with
+    :func:`convert_to_rgb` first.
 
     Args:
         image: The image to save.
@@ -283,18 +284,8 @@ def save_image(image: Image.Image, path: str | os.PathLike[str]) -> None:
         options["quality"] = _JPEG_QUALITY
         if image.mode not in ("RGB", "L", "CMYK"):
             image = convert_to_rgb(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        # "xb" creates the file with the usual permissions (0o666 minus umask) and never reuses a name.
-        with open(temporary, "xb") as stream:
-            image.save(stream, format=image_format, **options)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as stream:
+        image.save(stream, format=image_format, **options)
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:

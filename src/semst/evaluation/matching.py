@@ -98,6 +98,12 @@ def _index(files: list[Path], root: Path | None, suffix: str, role: str) -> list
     return entries
 
 
+def _unsuffixed(files: list[Path], entries: list[_Entry]) -> list[str]:
+    """The files that :func:`_index` left out because their names lack the suffix."""
+    keyed = {entry.path for entry in entries}
+    return [str(path) for path in files if path not in keyed]
+
+
 def _match(
     sources: list[_Entry], targets: list[_Entry]
 ) -> tuple[list[tuple[Path, Path]], list[_Entry], list[_Entry]]:
@@ -171,9 +177,8 @@ def match_pairs(
         raise ValueError(f"labels must be a folder of label maps, but '{labels}' is a file.")
 
     image_entries = _index(image_files, image_root, image_suffix, "image")
-    if len(image_entries) < len(image_files):
-        keyed = {entry.path for entry in image_entries}
-        wrong = [str(path) for path in image_files if path not in keyed]
+    wrong = _unsuffixed(image_files, image_entries)
+    if wrong:
         raise ValueError(
             f"Image names must end with image_suffix '{image_suffix}' (before the extension), but these do "
             f"not: {_shown(wrong)}."
@@ -241,9 +246,8 @@ def match_prediction_pairs(
         if root is None:
             raise ValueError(f"The {role} path '{folder}' must be a folder, not a file.")
         entries = _index(files, root, suffix, role)
-        if len(entries) < len(files):
-            keyed = {entry.path for entry in entries}
-            wrong = [str(path) for path in files if path not in keyed]
+        wrong = _unsuffixed(files, entries)
+        if wrong:
             raise ValueError(
                 f"{role.capitalize()} names must end with the suffix '{suffix}' (before the extension), but "
                 f"these do not: {_shown(wrong)}."

@@ -15,9 +15,9 @@ a plain dict, the same dict that is saved as ``metrics.json``:
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
+
+from semst.files import write_text
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0; color: #1d232b;
@@ -155,14 +155,4 @@ def render_report(report: dict) -> str:
 
 def write_report(path: str | Path, report: dict) -> Path:
     """Write the HTML page atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(render_report(report))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, render_report(report))

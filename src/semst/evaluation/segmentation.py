@@ -16,7 +16,7 @@ Typical use on Cityscapes (photo -> label direction of the paper: translate labe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +28,36 @@ from semst.data.images import image_to_tensor, load_rgb
 from semst.data.labels import IGNORE_INDEX, load_label_map
 from semst.evaluation.metrics import PairedAccumulator, confusion_counts, segmentation_scores
 
-__all__ = ["evaluate_paired", "evaluate_segmentation"]
+__all__ = ["evaluate_paired", "evaluate_segmentation", "unwrap_logits"]
 
 log = logging.getLogger("semst.evaluation")
 
 OnImage = Callable[[Path, Path, np.ndarray], None]
 
 
-def _logits_of(output: object) -> torch.Tensor:
-    """The logits of a segmenter's output: a tensor, or torchvision's ``{"out": tensor, "aux": ...}``."""
-    if isinstance(output, dict):
+def unwrap_logits(output: object, source: str = "The segmenter") -> object:
+    """The logits in torchvision's ``{"out": logits, "aux": ...}``; any other output is returned unchanged.
+
+    Args:
+        output: What a segmenter returned.
+        source: The segmenter, as error messages name it.
+
+    Raises:
+        ValueError: ``output`` is a mapping without the key ``"out"``.
+    """
+    if isinstance(output, Mapping):
         if "out" not in output:
             raise ValueError(
-                f"The segmenter returned a dict without the key 'out' (keys: {', '.join(map(str, output))}); "
+                f"{source} returned a dict without the key 'out' (keys: {', '.join(map(str, output))}); "
                 f"expected logits (B, C, h, w) or a dict with them under 'out', as torchvision segmenters return."
             )
-        output = output["out"]
+        return output["out"]
+    return output
+
+
+def _logits_of(output: object) -> torch.Tensor:
+    """The logits of a segmenter's output: a tensor, or torchvision's ``{"out": tensor, "aux": ...}``."""
+    output = unwrap_logits(output)
     if not isinstance(output, torch.Tensor):
         raise TypeError(
             f"The segmenter must return a tensor of logits (B, C, h, w), got {type(output).__name__}."

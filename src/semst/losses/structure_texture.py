@@ -189,26 +189,6 @@ def _rulsif_from_moments(
     return value, theta
 
 
-def _rulsif_from_features(
-    numerator_features: Tensor, denominator_features: Tensor, lam: float, alpha: float
-) -> tuple[Tensor, Tensor]:
-    """RuLSIF from basis values at numerator samples (B, b, n1) and at denominator samples (B, b, n2).
-
-    Returns ``(2 PE_alpha(numerator || denominator), theta)`` as (B,) and (B, b); see
-    :func:`_rulsif_from_moments`.
-    """
-    num_numerator = numerator_features.shape[-1]
-    num_denominator = denominator_features.shape[-1]
-    h = numerator_features.mean(dim=-1)  # (B, b)
-    second_numerator = (
-        torch.bmm(numerator_features, numerator_features.transpose(1, 2)) / num_numerator
-    )  # (B, b, b)
-    second_denominator = (
-        torch.bmm(denominator_features, denominator_features.transpose(1, 2)) / num_denominator
-    )  # (B, b, b)
-    return _rulsif_from_moments(h, second_numerator, second_denominator, lam, alpha)
-
-
 def _joint_over_product(x_features: Tensor, y_features: Tensor, lam: float, alpha: float) -> Tensor:
     """``2 PE_alpha(P_xy || P_x P_y)`` from the factor features K (B, b, n) and L (B, b, n); returns (B,)."""
     num_samples = x_features.shape[-1]

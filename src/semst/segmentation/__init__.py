@@ -5,25 +5,27 @@ labels; the less a translation distorts semantics, the higher the score. The pap
 its own compact U-Net, because no pretrained segmenter can be assumed to be available.
 
 - `network.py`: `SegmentationUNet`, RGB (B, 3, H, W) in [0, 1] -> logits (B, C, H, W) for any H, W.
-- `train.py`: `train_segmenter`, training on (image, label map) pairs into a safe checkpoint.
+- `train.py`: `train_segmenter`, training on (image, label map) pairs into a safe checkpoint, with the
+  hyper-parameters of a `SegmenterTrainConfig` (saved in the checkpoint).
 - `loading.py`: `load_segmenter` (semst checkpoints, TorchScript, ONNX; never pickles), `save_segmenter`,
-  `export_torchscript`.
+  `export_segmenter_torchscript`.
 """
 
 from semst.segmentation.loading import (
     Segmenter,
-    export_torchscript,
+    export_segmenter_torchscript,
     load_segmenter,
     load_segmenter_network,
     save_segmenter,
 )
 from semst.segmentation.network import SegmentationUNet
-from semst.segmentation.train import train_segmenter
+from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
 
 __all__ = [
     "SegmentationUNet",
     "Segmenter",
-    "export_torchscript",
+    "SegmenterTrainConfig",
+    "export_segmenter_torchscript",
     "load_segmenter",
     "load_segmenter_network",
     "save_segmenter",

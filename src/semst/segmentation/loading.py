@@ -6,8 +6,9 @@ The semantic-distortion evaluation (SemST, section 4) runs a target-domain segme
 - a semst segmenter checkpoint (``.safetensors`` with ``kind: "segmenter"`` metadata, written by
   :func:`save_segmenter` / :func:`~semst.segmentation.train.train_segmenter`): the network is rebuilt from
   the metadata and its weights are read as raw tensors;
-- a TorchScript archive (``torch.jit.save``; :func:`export_torchscript` writes one from a checkpoint):
-  loaded with ``torch.jit.load``, which rebuilds compiled code and tensors, not arbitrary Python objects;
+- a TorchScript archive (``torch.jit.save``; :func:`export_segmenter_torchscript` writes one from a
+  checkpoint): loaded with ``torch.jit.load``, which rebuilds compiled code and tensors, not arbitrary
+  Python objects;
 - an ONNX model (``.onnx``), run with the optional package ``onnxruntime``.
 
 A plain ``torch.save`` file or any other pickle is refused: unpickling a file from the internet can run code.
@@ -16,9 +17,7 @@ A plain ``torch.save`` file or any other pickle is refused: unpickling a file fr
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,8 @@ from typing import Any
 import torch
 
 from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
+from semst.evaluation.segmentation import unwrap_logits
+from semst.files import atomic_path
 from semst.segmentation.network import SegmentationUNet
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "IMAGENET_STD",
     "NORMALIZATIONS",
     "Segmenter",
-    "export_torchscript",
+    "export_segmenter_torchscript",
     "load_segmenter",
     "load_segmenter_network",
     "save_segmenter",
@@ -46,7 +47,7 @@ PREFIX = "segmenter."
 NORMALIZATIONS = ("none", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Name of the JSON file that export_torchscript stores inside the TorchScript archive (torch's extra files).
+# Name of the JSON file that export_segmenter_torchscript stores in the TorchScript archive (an extra file).
 _EXTRA_FILE = "semst_segmenter.json"
 _ARCHITECTURES = {"unet": SegmentationUNet}
 # Recent torch versions mark torch.jit.* deprecated (in favour of torch.export); TorchScript is still the
@@ -114,7 +115,7 @@ def load_segmenter_network(
     return network.to(device).eval(), meta
 
 
-def export_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Path:
+def export_segmenter_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     """Compiles a semst segmenter checkpoint to a TorchScript archive (``torch.jit.script``).
 
     Scripting (not tracing) keeps the padding logic, so the archive accepts any input size. The class count
@@ -136,17 +137,9 @@ def export_torchscript(checkpoint_path: str | Path, out_path: str | Path) -> Pat
         "input": meta.get("input"),
     }
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
-            torch.jit.save(scripted, tmp_name, _extra_files={_EXTRA_FILE: json.dumps(info)})
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
+        torch.jit.save(scripted, str(temporary), _extra_files={_EXTRA_FILE: json.dumps(info)})
     return out_path
 
 
@@ -199,14 +192,7 @@ class Segmenter:
         if self._mean is not None and self._std is not None:
             x = (x - self._mean) / self._std
         with torch.no_grad():
-            out = self.model(x)
-        if isinstance(out, Mapping):
-            if "out" not in out:
-                raise ValueError(
-                    f"segmenter {self.source} returned a dict with keys {sorted(out)}; expected logits under "
-                    f"'out' (torchvision style) or a tensor"
-                )
-            out = out["out"]
+            out = unwrap_logits(self.model(x), f"segmenter {self.source}")
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != x.shape[0]:
             shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(

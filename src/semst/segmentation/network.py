@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NORMS", "SegmentationUNet"]
+__all__ = ["SEGMENTER_NORMS", "SegmentationUNet"]
 
-NORMS = ("group", "batch")
+SEGMENTER_NORMS = ("group", "batch")
+"""Normalisations of :class:`SegmentationUNet` (the translator's are :data:`semst.networks.layers.NORMS`)."""
 
 # ImageNet statistics: the usual choice, and they bring RGB in [0, 1] to roughly zero mean and unit variance.
 _MEAN = (0.485, 0.456, 0.406)
@@ -113,8 +114,8 @@ class SegmentationUNet(nn.Module):
             )
         if not 1 <= depth <= 6:
             raise ValueError(f"SegmentationUNet depth must be 1 to 6 downsamplings, got {depth}")
-        if norm not in NORMS:
-            raise ValueError(f"Unknown norm {norm!r} for SegmentationUNet; expected one of {NORMS}")
+        if norm not in SEGMENTER_NORMS:
+            raise ValueError(f"Unknown norm {norm!r} for SegmentationUNet; expected one of {SEGMENTER_NORMS}")
         self.num_classes = num_classes
         self.width = width
         self.depth = depth

@@ -1,9 +1,11 @@
 """Training the evaluation segmenter on labelled target-domain images (the paper's FCN-8s, semst's U-Net).
 
 The semantic-distortion protocol needs a segmenter trained on the TARGET domain; :func:`train_segmenter`
-trains a :class:`~semst.segmentation.network.SegmentationUNet` on (image, label map) pairs and writes a safe
-checkpoint. Label maps are single-channel PNGs (mode ``L`` or ``P``) whose pixel values are class ids, with
-255 meaning "ignore" (Cityscapes trainIds 0..18 for the paper's GTA -> Cityscapes task).
+trains a :class:`~semst.segmentation.network.SegmentationUNet` on (image, label map) pairs with the
+hyper-parameters of a :class:`SegmenterTrainConfig` and writes a safe checkpoint whose metadata holds that
+config (``meta["config"]``; :meth:`SegmenterTrainConfig.from_checkpoint_meta` reads it back). Label maps
+are single-channel PNGs (mode ``L`` or ``P``) whose pixel values are class ids, with 255 meaning "ignore"
+(Cityscapes trainIds 0..18 for the paper's GTA -> Cityscapes task).
 
 Randomness is a pure function of the seed: the weight initialisation is seeded by ``seed``, the sample
 order by ``(seed, epoch)`` and each sample's augmentation by ``(seed, step, position in batch)``, so the
@@ -12,10 +14,13 @@ same call gives bit-identical weights on the same machine.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +34,95 @@ from semst.evaluation.segmentation import evaluate_segmentation
 from semst.segmentation.loading import save_segmenter
 from semst.segmentation.network import SegmentationUNet
 
-__all__ = ["IGNORE_INDEX", "train_segmenter"]
+__all__ = ["IGNORE_INDEX", "SegmenterTrainConfig", "train_segmenter"]
 
 log = logging.getLogger("semst.segmenter")
+
+# The training settings that checkpoints written before SegmenterTrainConfig held as top-level metadata keys.
+_FLAT_META_KEYS = ("steps", "crop_size", "batch_size", "lr", "weight_decay", "scale_range", "seed")
+
+
+@dataclass(frozen=True)
+class SegmenterTrainConfig:
+    """Hyper-parameters of :func:`train_segmenter`; the defaults are those of ``semst segmenter train``.
+
+    ``crop_size`` may be given as an int (a square), ``crop_size`` and ``scale_range`` as lists (as JSON gives
+    them back); both are stored as tuples. Invalid values raise one ``ValueError`` that lists every problem
+    (the network's own arguments ``width``, ``depth`` and ``norm`` are checked by :class:`SegmentationUNet`).
+    """
+
+    num_classes: int = 19  # output classes (Cityscapes trainIds: 19)
+    steps: int = 2000  # optimizer steps
+    crop_size: tuple[int, int] = (256, 256)  # training crop (height, width); an int is a square
+    batch_size: int = 4  # crops per step
+    lr: float = 2e-3  # peak learning rate (AdamW, linear warm-up, poly decay)
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_steps: int | None = None  # linear warm-up steps; None: 5% of steps, at most 100
+    scale_range: tuple[float, float] = (0.75, 1.25)  # range of the random rescaling before cropping
+    seed: int = 0  # seed of the initialisation, the sample order and the augmentation
+    width: int = 24  # channels of the first stage (doubles per stage), see SegmentationUNet
+    depth: int = 4  # downsampling stages
+    norm: str = "group"  # "group" or "batch"
+    log_every: int = 50  # log the mean loss every this many steps
+
+    def __post_init__(self) -> None:
+        crop = (self.crop_size, self.crop_size) if isinstance(self.crop_size, int) else tuple(self.crop_size)
+        object.__setattr__(self, "crop_size", crop)
+        object.__setattr__(self, "scale_range", tuple(self.scale_range))
+        problems = []
+        if len(crop) != 2 or not all(isinstance(v, int) and v >= 1 for v in crop):
+            problems.append(f"crop_size must be a positive int or (height, width), got {crop!r}")
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            problems.append(f"warmup_steps must be >= 0 or None, got {self.warmup_steps}")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            problems.append(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
+        if problems:
+            raise ValueError("invalid segmenter training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmenterTrainConfig:
+        """Builds a config from :meth:`to_dict`'s output; unknown keys are an error."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown segmenter training settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_checkpoint_meta(cls, meta: Mapping[str, Any]) -> SegmenterTrainConfig | None:
+        """The config a segmenter checkpoint was trained with, from its metadata (``read_metadata``).
+
+        Checkpoints written before the config was saved hold the training settings as top-level keys; the
+        config is rebuilt from those and the architecture (``warmup_steps`` and ``log_every`` were not
+        recorded: they get their defaults, which old versions always used for the warm-up).
+
+        Returns:
+            The config, or ``None`` for a checkpoint that does not say how it was trained (saved with
+            :func:`~semst.segmentation.loading.save_segmenter` directly).
+        """
+        if "config" in meta:
+            return cls.from_dict(meta["config"])
+        if not all(key in meta for key in _FLAT_META_KEYS):
+            return None
+        architecture = meta.get("architecture") or {}
+        return cls.from_dict(
+            {
+                "num_classes": meta["num_classes"],
+                **{key: meta[key] for key in _FLAT_META_KEYS},
+                **{key: architecture[key] for key in ("width", "depth", "norm") if key in architecture},
+            }
+        )
 
 
 def _load_label_map(path: Path, num_classes: int) -> np.ndarray:
@@ -70,16 +161,6 @@ def _check_pairs(pairs: Sequence[tuple[Path, Path]], what: str) -> list[tuple[Pa
             )
         checked.append((image_path, label_path))
     return checked
-
-
-def _crop_hw(crop_size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(crop_size, int):
-        crop = (crop_size, crop_size)
-    else:
-        crop = tuple(int(v) for v in crop_size)
-    if len(crop) != 2 or min(crop) < 1:
-        raise ValueError(f"crop_size must be a positive int or (height, width), got {crop_size!r}")
-    return crop[0], crop[1]
 
 
 def _augment(
@@ -155,86 +236,60 @@ def _evaluate(
 
 
 def train_segmenter(
-    pairs: Sequence[tuple[Path, Path]],
+    train_pairs: Sequence[tuple[Path, Path]],
+    config: SegmenterTrainConfig,
     *,
-    num_classes: int,
     out: Path,
-    class_names: Sequence[str] | None = None,
-    steps: int,
-    crop_size: int | tuple[int, int],
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: str = "cpu",
     val_pairs: Sequence[tuple[Path, Path]] | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str = "cpu",
     progress: bool = True,
-    width: int = 24,
-    depth: int = 4,
-    norm: str = "group",
-    weight_decay: float = 1e-4,
-    warmup_steps: int | None = None,
-    scale_range: tuple[float, float] = (0.75, 1.25),
-    log_every: int = 50,
 ) -> Path:
     """Trains a :class:`SegmentationUNet` on labelled images and saves it as a semst segmenter checkpoint.
 
     AdamW with linear warm-up and poly decay, cross-entropy with ``ignore_index=255``. Each sample is a
-    random crop of a randomly rescaled (``scale_range``), randomly flipped image; label maps are resized with
-    nearest-neighbour only, and crop parts outside a small image are ignored.
+    random crop of a randomly rescaled (``config.scale_range``), randomly flipped image; label maps are
+    resized with nearest-neighbour only, and crop parts outside a small image are ignored.
 
     Args:
-        pairs: (image, label map) files. Images in any format :func:`semst.data.images.load_rgb` reads;
+        train_pairs: (image, label map) files. Images in any format :func:`semst.data.images.load_rgb` reads;
             label maps single-channel (mode L or P) with class ids and 255 for "ignore", the image's size.
-        num_classes: Number of classes (19 for Cityscapes trainIds).
+        config: The hyper-parameters; stored in the checkpoint metadata as ``config``.
         out: Checkpoint file to write (``.safetensors``); its folder is created.
-        class_names: Optional names of the classes, stored in the checkpoint.
-        steps: Optimizer steps.
-        crop_size: Training crop, an int (square) or ``(height, width)``.
-        batch_size: Crops per step.
-        lr: Peak learning rate.
-        seed: Seed of the initialisation, the sample order and the augmentation.
-        device: Torch device to train on.
         val_pairs: Optional (image, label map) files scored after training, whole images at their stored
             size; the pixel accuracy, mean IoU and per-class IoU go into the checkpoint metadata ``val``.
-        progress: Show a tqdm progress bar.
-        width: Network width, see :class:`SegmentationUNet`.
-        depth: Network depth (number of downsamplings).
-        norm: "group" or "batch".
-        weight_decay: AdamW weight decay.
-        warmup_steps: Linear warm-up steps (default: 5% of ``steps``, at most 100).
-        scale_range: Range of the random rescaling factor.
-        log_every: Log the mean loss every this many steps (to ``logging.getLogger("semst.segmenter")``).
+        class_names: Optional names of the ``config.num_classes`` classes, stored in the checkpoint.
+        device: Torch device to train on.
+        progress: Show a tqdm progress bar (log lines go to ``logging.getLogger("semst.segmenter")``).
 
     Returns:
         The checkpoint path ``out``.
 
     Raises:
         FileNotFoundError: An image or label map is missing.
-        ValueError: Bad arguments, or a label map that is not single-channel, has another size than its
-            image, or holds values other than class ids and 255.
+        ValueError: No pairs, class names that do not fit, a bad architecture, or a label map that is not
+            single-channel, has another size than its image, or holds values other than class ids and 255.
     """
-    if steps < 1 or batch_size < 1 or lr <= 0 or log_every < 1:
-        raise ValueError(
-            f"train_segmenter needs steps >= 1, batch_size >= 1, lr > 0 and log_every >= 1; got {steps=}, "
-            f"{batch_size=}, {lr=}, {log_every=}"
-        )
-    if not 0 < scale_range[0] <= scale_range[1]:
-        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+    num_classes, steps, batch_size, crop = (
+        config.num_classes,
+        config.steps,
+        config.batch_size,
+        config.crop_size,
+    )
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
-    if not pairs:
+    if not train_pairs:
         raise ValueError("train_segmenter needs at least one (image, label map) pair")
-    crop = _crop_hw(crop_size)
-    train_files = _check_pairs(pairs, "training data")
+    train_files = _check_pairs(train_pairs, "training data")
     val_files = _check_pairs(val_pairs, "validation data") if val_pairs else []
-    warmup = min(100, max(1, steps // 20)) if warmup_steps is None else max(1, warmup_steps)
+    warmup = min(100, max(1, steps // 20)) if config.warmup_steps is None else max(1, config.warmup_steps)
     torch_device = torch.device(device)
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = SegmentationUNet(num_classes, width=width, depth=depth, norm=norm)
+        torch.manual_seed(config.seed)
+        network = SegmentationUNet(num_classes, width=config.width, depth=config.depth, norm=config.norm)
     network.to(torch_device).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     parameters = sum(p.numel() for p in network.parameters())
     log.info(
         f"training a segmenter ({parameters / 1e6:.2f} M parameters, {network.architecture()}) on "
@@ -252,32 +307,38 @@ def train_segmenter(
                 sample = step * batch_size + position
                 epoch = sample // len(train_files)
                 if epoch != order_epoch:
-                    order = np.random.default_rng([seed, epoch]).permutation(len(train_files))
+                    order = np.random.default_rng([config.seed, epoch]).permutation(len(train_files))
                     order_epoch = epoch
                 image_path, label_path = train_files[order[sample % len(train_files)]]
-                rng = np.random.default_rng([seed, step, position, 1])
+                rng = np.random.default_rng([config.seed, step, position, 1])
                 image, label = _augment(
-                    load_rgb(image_path), _load_label_map(label_path, num_classes), crop, scale_range, rng
+                    load_rgb(image_path),
+                    _load_label_map(label_path, num_classes),
+                    crop,
+                    config.scale_range,
+                    rng,
                 )
                 images.append(image)
                 labels.append(label)
             x, y = _to_batch(images, labels)
             x, y = x.to(torch_device), y.to(torch_device)
             for group in optimizer.param_groups:
-                group["lr"] = lr * _lr_factor(step, steps, warmup)
+                group["lr"] = config.lr * _lr_factor(step, steps, warmup)
             bar.update(1)
             if bool((y == IGNORE_INDEX).all()):
                 # Every pixel is ignored (the loss would be 0/0): nothing to learn, skip the step.
                 continue
             loss = F.cross_entropy(network(x), y, ignore_index=IGNORE_INDEX)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"segmenter loss became {loss.item()} at step {step}; lower lr={lr}")
+                raise FloatingPointError(
+                    f"segmenter loss became {loss.item()} at step {step}; lower lr={config.lr}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             window_loss += loss.item()
             window_steps += 1
-            if (step + 1) % log_every == 0 or step + 1 == steps:
+            if (step + 1) % config.log_every == 0 or step + 1 == steps:
                 elapsed = time.perf_counter() - start
                 log.info(
                     f"step {step + 1}/{steps}: loss {window_loss / window_steps:.4f}, "
@@ -290,14 +351,8 @@ def train_segmenter(
     network.eval()
 
     meta: dict[str, object] = {
-        "steps": steps,
+        "config": config.to_dict(),
         "train_pairs": len(train_files),
-        "crop_size": list(crop),
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "scale_range": list(scale_range),
-        "seed": seed,
         "ignore_index": IGNORE_INDEX,
     }
     if val_files:

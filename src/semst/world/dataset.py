@@ -29,9 +29,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from semst.data.images import save_image
+from semst.files import atomic_path, write_json
 from semst.world.aerial import generate_aerial, render_aerial, render_map
 from semst.world.layout import DOMAIN_STATS, WORLD_CLASSES, class_histogram, generate_scene, scene_seed
-from semst.world.render import render_parsing, render_source, render_target
+from semst.world.render import RENDERERS, render_parsing
 
 log = logging.getLogger("semst.world")
 
@@ -93,9 +94,7 @@ def write_world(
     _check_existing(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     # Write the manifest's settings first, so an interrupted run is recognised and completed next time.
-    (out / MANIFEST).write_text(
-        json.dumps({"format": FORMAT, "settings": settings}, indent=2), encoding="utf-8"
-    )
+    write_json(out / MANIFEST, {"format": FORMAT, "settings": settings})
 
     jobs = [
         (domain, split, i)
@@ -118,8 +117,7 @@ def write_world(
         wanted = [image_path, label_path] + ([parsing_path] if domain == "target" else [])
         if all(p.is_file() for p in wanted):
             continue
-        render = render_source if domain == "source" else render_target
-        save_image(Image.fromarray(render(scene, rng)), image_path)
+        save_image(Image.fromarray(RENDERERS[domain](scene, rng)), image_path)
         save_image(Image.fromarray(scene.labels, mode="L"), label_path)
         if domain == "target":
             save_image(Image.fromarray(render_parsing(scene)), parsing_path)
@@ -168,7 +166,7 @@ def write_world(
             "score translations of aerial/testA against aerial/testB",
         },
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    write_json(out / MANIFEST, manifest)
     try:
         plot_class_histograms(fractions, out / "class_histograms.png")
     except RuntimeError as exc:  # matplotlib is optional
@@ -204,9 +202,9 @@ def plot_class_histograms(fractions: dict[str, dict[str, float]], path: str | Pa
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path

@@ -140,10 +140,6 @@ class _Canvas:
     def detail_polygon(self, points, detail: int) -> None:
         self._draw[2].polygon([(float(x), float(y)) for x, y in points], fill=detail)
 
-    def detail_rectangle(self, box, detail: int) -> None:
-        x0, y0, x1, y1 = box
-        self._draw[2].rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=detail)
-
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))

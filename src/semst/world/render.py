@@ -271,3 +271,4 @@ def render_parsing(scene: Scene) -> np.ndarray:
 
 
 RENDERERS = {"source": render_source, "target": render_target}
+"""The street-scene renderer of each domain, by the names of :data:`semst.world.layout.DOMAIN_STATS`."""

@@ -1,0 +1,118 @@
+"""Options that many subcommands share, each added by one function so that its flag and help are the same
+everywhere: ``-v/--verbose`` (:func:`add_verbosity`), ``--no-progress`` (:func:`add_progress`) and
+``--device`` (:func:`add_device`), and the tiling options of the commands that translate large images
+(:func:`add_tiling`, read back with :func:`tiling_from_args`).
+
+A subcommand calls them in ``add_parser`` where it wants the options to appear in its ``--help``::
+
+    add_device(p)
+    add_progress(p)
+    add_verbosity(p)
+
+and reads ``args.verbose`` (``semst.cli.main`` does, to configure logging), ``args.no_progress`` and
+``args.device``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["DEVICE_HELP", "add_device", "add_progress", "add_tiling", "add_verbosity", "tiling_from_args"]
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+"""What ``--device`` accepts (``auto``: CUDA if available, else the CPU; ``semst.runtime.resolve_device``)."""
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """Adds ``-v/--verbose`` (``args.verbose``): debug logging."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def add_progress(parser: argparse.ArgumentParser, *, help: str = "no progress bar") -> None:
+    """Adds ``--no-progress`` (``args.no_progress``).
+
+    Args:
+        parser: The subcommand's parser.
+        help: The help text, for commands with several bars or extra output ("no progress bars").
+    """
+    parser.add_argument("--no-progress", action="store_true", help=help)
+
+
+def add_device(
+    parser: argparse.ArgumentParser,
+    *,
+    default: str | None = "auto",
+    help: str = DEVICE_HELP,
+    metavar: str | None = None,
+) -> None:
+    """Adds ``--device`` (``args.device``).
+
+    Args:
+        parser: The subcommand's parser.
+        default: The device when the option is not given; ``None`` where a config supplies it (then say so in
+            ``help``, e.g. ``f"{DEVICE_HELP} (default: train.device)"``).
+        help: The help text.
+        metavar: The placeholder in the usage line (argparse's default: ``DEVICE``).
+    """
+    parser.add_argument("--device", default=default, metavar=metavar, help=help)
+
+
+def add_tiling(p: argparse.ArgumentParser) -> None:
+    """--tile, --tile-overlap, --tile-batch, --global-window (semst.tiling.Tiling)."""
+    group = p.add_argument_group("tiling (memory-bounded translation of large images)")
+    group.add_argument(
+        "--tile",
+        type=int,
+        metavar="PX",
+        help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
+        "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
+        "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
+        "statistics slightly)",
+    )
+    group.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="PX",
+        help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
+        "tile for multi-scale models, 64 otherwise)",
+    )
+    group.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="N",
+        help="tiles translated at once; raise it on a GPU (default: 1 for multi-scale, 4 for single-scale)",
+    )
+    group.add_argument(
+        "--global-window",
+        type=int,
+        metavar="PX",
+        help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
+        "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
+    )
+
+
+TILING_FLAGS = {
+    "tile": "--tile",
+    "overlap": "--tile-overlap",
+    "batch": "--tile-batch",
+    "global_window": "--global-window",
+}
+
+
+def tiling_from_args(translator, args: argparse.Namespace):
+    """The translator's default tiling with the options given; impossible settings are refused, naming the
+    option, before any image is read."""
+    if args.global_window is not None and translator.kind != "multi-scale":
+        raise ValueError(
+            f"--global-window: {translator.checkpoint_path} is a single-scale model (one generator)"
+        )
+    try:
+        return translator.tiling(
+            tile=args.tile, overlap=args.tile_overlap, batch=args.tile_batch, global_window=args.global_window
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for field, flag in TILING_FLAGS.items():
+            if message.startswith(f"tiling: {field} "):
+                raise ValueError(flag + message[len(f"tiling: {field}") :]) from None
+        raise

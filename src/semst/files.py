@@ -1,0 +1,155 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a half-written one.
+
+Every file semst writes (checkpoints, exported models, images, label maps, JSON reports, manifests) goes
+through this module. A write goes to a temporary file in the destination's folder, is flushed to disk
+(``fsync``) and is renamed over the destination (``os.replace``, atomic on POSIX and Windows). On any
+failure, including ``KeyboardInterrupt``, the temporary file is removed and an existing destination is left
+untouched.
+
+Two context managers, for the two ways libraries write:
+
+- :func:`atomic_write` yields an open file object::
+
+      with atomic_write(path, "wb") as stream:
+          image.save(stream, format="PNG")
+
+- :func:`atomic_path` yields the temporary *path*, for libraries that write by file name
+  (``safetensors.torch.save_file``, ``torch.jit.save``, ``onnx.save``, ``matplotlib``'s ``savefig``)::
+
+      with atomic_path(path) as temporary:
+          torch.jit.save(scripted, str(temporary))
+
+and two shortcuts, :func:`write_text` and :func:`write_json`.
+
+Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
+them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``.
+They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask, usually
+``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other;
+:func:`atomic_path` restores them when the writer replaced the file with one of its own (safetensors does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_path", "atomic_write", "write_json", "write_text"]
+
+_MODES = ("w", "wt", "wb")
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Creates an empty temporary file next to ``path``; returns its descriptor (open for writing) and path.
+
+    ``os.open`` with mode ``0o666`` lets the umask decide the permissions, as ``open()`` does; ``O_EXCL``
+    never reuses an existing file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(temporary, flags, 0o666), temporary
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None
+) -> Iterator[IO[Any]]:
+    """Opens a temporary file for writing that replaces ``path`` when the block ends without an exception.
+
+    Missing parent folders are created. If the block raises, the temporary file is removed, ``path`` keeps
+    its old content (or stays absent) and the exception propagates.
+
+    Args:
+        path: The destination file.
+        mode: ``"wb"`` (bytes) or ``"w"`` / ``"wt"`` (text).
+        encoding: The text encoding; ``"utf-8"`` when not given. Not allowed in binary mode.
+
+    Yields:
+        The open file object; do not close it yourself.
+
+    Raises:
+        ValueError: ``mode`` is not ``"w"``, ``"wt"`` or ``"wb"``, or ``encoding`` is given with ``"wb"``.
+        OSError: The file could not be written or renamed.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"atomic_write writes with mode 'wb', 'w' or 'wt', got {mode!r} for {path}")
+    binary = "b" in mode
+    if binary and encoding is not None:
+        raise ValueError(f"atomic_write: encoding={encoding!r} given with binary mode 'wb' for {path}")
+    path = Path(path)
+    fd, temporary = _create_temporary(path)
+    try:
+        # os.fdopen closes the descriptor itself if it fails (an unknown encoding, say).
+        with os.fdopen(fd, mode, encoding=None if binary else encoding or "utf-8") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; the file written there replaces ``path`` when the block ends.
+
+    For libraries that write by file name. The temporary file exists (empty, with umask permissions) when
+    the block starts; after the block it gets those permissions back (in case the writer replaced it with a
+    file of its own), is flushed to disk and is renamed over ``path``. If the block raises, it is removed and
+    ``path`` is left as it was.
+
+    Args:
+        path: The destination file; missing parent folders are created.
+
+    Yields:
+        The temporary file's path, in the destination's folder.
+
+    Raises:
+        OSError: The file could not be written or renamed.
+    """
+    path = Path(path)
+    fd, temporary = _create_temporary(path)
+    try:
+        permissions = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    try:
+        yield temporary
+        # Some writers replace the file instead of truncating it (safetensors 0.8 writes a temporary file of
+        # its own, mode 0o600, and renames it over ours): give it the umask's permissions back.
+        os.chmod(temporary, permissions)
+        fd = os.open(temporary, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Writes ``text`` to ``path`` atomically (:func:`atomic_write`); returns ``path`` as a ``Path``."""
+    with atomic_write(path, "w", encoding=encoding) as stream:
+        stream.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
+    """Writes ``data`` as JSON (``indent`` spaces, no trailing newline) to ``path`` atomically.
+
+    The data is serialised before the file is created, so data that is not JSON-serialisable raises
+    ``TypeError`` (``ValueError`` for a circular reference) and leaves no file behind.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    return write_text(path, json.dumps(data, indent=indent))
