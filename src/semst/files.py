@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "write_json", "write_text"]
+__all__ = ["atomic_path", "atomic_write", "file_lock", "write_json", "write_text"]
 
 _MODES = ("w", "wt", "wb")
 
@@ -153,3 +153,23 @@ def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 
         ``path`` as a ``Path``.
     """
     return write_text(path, json.dumps(data, indent=indent))
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) for the block.
+
+    A second process asking for the same lock waits until the first leaves the block or dies: the kernel
+    releases a dead process's locks, so no stale lock is ever left behind. Meant for work that several
+    processes of one job may start at once (e.g. the shared preparation of a study's shards).
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

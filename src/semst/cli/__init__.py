@@ -1,5 +1,5 @@
 """The ``semst`` command line: ``semst train``, ``translate``, ``info``, ``refine``, ``prepare``, ``export``,
-``convert``, ``world``, ``segmenter``, ``evaluate``, ``demo``.
+``convert``, ``world``, ``segmenter``, ``evaluate``, ``study``, ``demo``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``; to add
 one, write the module and list it in ``COMMANDS``. Library code logs through ``logging``; only this
@@ -25,6 +25,7 @@ from semst.cli import (
     prepare,
     refine,
     segmenter,
+    study,
     train,
     translate,
     world,
@@ -41,6 +42,7 @@ COMMANDS = {
     "world": world,
     "segmenter": segmenter,
     "evaluate": evaluate,
+    "study": study,
     "demo": demo,
 }
 

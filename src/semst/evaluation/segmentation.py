@@ -101,6 +101,7 @@ def evaluate_segmentation(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_image: OnImage | None = None,
+    load_label: Callable[[Path], np.ndarray] = load_label_map,
 ) -> dict:
     """Segments every image and scores the predictions against the label maps over the whole set.
 
@@ -123,6 +124,8 @@ def evaluate_segmentation(
         progress: Show a progress bar.
         on_image: Called after each image as ``on_image(image_path, label_path, prediction)`` with the
             ``(H, W)`` ``uint8`` predicted class ids (to draw distortion maps, say).
+        load_label: Reads a label path as ``(H, W)`` train ids (default: PNG class-id maps); a data set's own
+            format can be read with its converter (`semst.data.datasets.DatasetLayout.load_label`).
 
     Returns:
         :func:`semst.evaluation.metrics.segmentation_scores` of the accumulated confusion matrix, plus
@@ -165,7 +168,7 @@ def evaluate_segmentation(
         for image_path, label_path in pairs:
             image_path, label_path = Path(image_path), Path(label_path)
             image = load_rgb(image_path)
-            label = load_label_map(label_path)  # (H, W)
+            label = load_label(label_path)  # (H, W)
             if (image.height, image.width) != label.shape:
                 raise ValueError(
                     f"Image '{image_path}' is {image.width}x{image.height} but its label map '{label_path}' is "

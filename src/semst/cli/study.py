@@ -1,0 +1,188 @@
+"""``semst study``: train translator variants over seeds and score every result on distortion and realism."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from semst.cli.formatting import HelpFormatter
+from semst.cli.options import add_progress, add_verbosity
+
+HELP = "compare translator variants over seeds: semantic distortion beside realism, as a table and report"
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, slash, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/3, got {text!r}") from None
+    if not slash or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return shard
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            return tuple(range(count))
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (3) or a list of seeds (0,1,5), got {text!r}") from None
+
+
+def add_parser(subparsers) -> None:
+    from semst.study.variants import SCALES, VARIANT_SETS, VARIANTS
+
+    p = subparsers.add_parser(
+        "study",
+        help=HELP,
+        description=HELP + ". Every run resumes; runs can be spread over processes (--jobs) and machines "
+        "(--shard, then `semst study merge`). See docs/study.md.",
+        formatter_class=HelpFormatter,
+    )
+    commands = p.add_subparsers(dest="study_command", metavar="STEP", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="train, translate and score every variant and seed (resumes), then write the report",
+        description="Train, translate and score every variant and seed, then write STUDY/report.html and "
+        "STUDY/results.json. Run it again to resume; run it with more --variants or --seeds to extend the study.",
+        formatter_class=HelpFormatter,
+    )
+    run.add_argument("study", metavar="STUDY", help="the study folder (created, or resumed if it holds study.json)")
+    data = run.add_argument_group("data (needed when the study is created)")
+    data.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="labelled data: world:PATH (a `semst world` folder), or a folder with trainA/, trainB/, "
+        "testA/ + testA_labels/, testB/ + testB_labels/",
+    )
+    data.add_argument("--source", metavar="NAME:PATH", help="a source data set as downloaded, e.g. gta5:/data/GTA5")
+    data.add_argument("--target", metavar="NAME:PATH", help="a target data set, e.g. cityscapes:/data/cityscapes")
+    data.add_argument("--source-test-split", metavar="SPLIT", help="held-out split of --source (labelled)")
+    data.add_argument("--target-test-split", metavar="SPLIT", default="val", help="held-out split of --target")
+    data.add_argument(
+        "--segmenter",
+        metavar="FILE",
+        help="a target-domain segmenter (semst, TorchScript or ONNX; see semst evaluate segmentation); "
+        "default: the study trains one on the labelled target training images",
+    )
+    what = run.add_argument_group("what is compared")
+    sets = "; ".join(f"{name}: {', '.join(members)}" for name, members in VARIANT_SETS.items())
+    what.add_argument(
+        "--variants",
+        default="demo",
+        metavar="SET_OR_NAMES",
+        help=f"a set ({sets}) or comma-separated names of: {', '.join(VARIANTS)}",
+    )
+    what.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="a count (3 = seeds 0, 1, 2) or a list")
+    what.add_argument("--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)")
+    what.add_argument("--baseline", default=None, help="the variant compared with (default: CUT if listed, else the last)")
+    what.add_argument("--title", default=None, help="the report's title")
+    how = run.add_argument_group("how it runs")
+    how.add_argument("--jobs", type=int, default=1, metavar="N", help="runs in parallel worker processes")
+    how.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="only every N-th run, from the I-th")
+    how.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    add_progress(run, help="no progress bars")
+    add_verbosity(run)
+
+    report = commands.add_parser(
+        "report", help="write STUDY/report.html and results.json from what is scored", formatter_class=HelpFormatter
+    )
+    report.add_argument("study", metavar="STUDY")
+    report.add_argument("--pictures", type=int, default=2, metavar="N", help="held-out images drawn per variant")
+    add_verbosity(report)
+
+    merge = commands.add_parser(
+        "merge",
+        help="bring the scored runs of copies of a study (shards run elsewhere) into one",
+        formatter_class=HelpFormatter,
+    )
+    merge.add_argument("study", metavar="STUDY", help="the study to merge into")
+    merge.add_argument("others", metavar="OTHER", nargs="+", help="study folders whose runs are copied in")
+    add_verbosity(merge)
+
+    listing = commands.add_parser("variants", help="list the built-in variants, sets and scales")
+    add_verbosity(listing)
+
+
+def _spec(args: argparse.Namespace):
+    from semst.study.data import StudyData, open_study_data
+    from semst.study.runner import StudySpec
+    from semst.study.variants import SCALES, resolve_variants
+
+    if args.data and (args.source or args.target):
+        raise ValueError("give either --data or --source/--target, not both")
+    if args.data:
+        data = open_study_data(args.data)
+    elif args.source and args.target:
+        if not args.source_test_split:
+            raise ValueError("--source-test-split: name the labelled held-out split of the source data set")
+        data = StudyData.from_datasets(
+            args.source,
+            args.target,
+            source_test_split=args.source_test_split,
+            target_test_split=args.target_test_split,
+        )
+    else:
+        return None
+    variants = resolve_variants(args.variants)
+    names = [v.name for v in variants]
+    baseline = args.baseline or ("CUT" if "CUT" in names else names[-1])
+    return StudySpec(
+        data=data.spec,
+        segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else "",
+        variants=tuple(variants),
+        seeds=tuple(args.seeds),
+        scale=SCALES[args.scale],
+        baseline=baseline,
+        title=args.title or f"semst study: {', '.join(names)}",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from semst.study.report import write_study_report
+    from semst.study.runner import STUDY_FILE, Study, merge_studies
+
+    if args.study_command == "variants":
+        from semst.study.variants import SCALES, VARIANT_SETS, VARIANTS
+
+        for variant in VARIANTS.values():
+            print(f"{variant.name:20s} {variant.preset:8s} {variant.overrides or ''}  {variant.description}")
+        print()
+        for name, members in VARIANT_SETS.items():
+            print(f"set {name:10s} {', '.join(members)}")
+        print()
+        for scale in SCALES.values():
+            print(f"scale {scale.name:6s} {scale.steps} steps, {scale.crop} px crops, {scale.base_channels} channels")
+        return 0
+    if args.study_command == "merge":
+        added = merge_studies(args.study, args.others)
+        print(f"merged {len(added)} run(s) into {args.study}: " + ", ".join(f"{v} seed {s}" for v, s in added))
+        return 0
+    if args.study_command == "report":
+        paths = write_study_report(Study.open(args.study), pictures=args.pictures)
+        print(f"report {paths['report']}\nresults {paths['results']}")
+        return 0
+
+    spec = _spec(args)
+    if spec is None:
+        if not (Path(args.study) / STUDY_FILE).is_file():
+            raise ValueError(f"{args.study} holds no study yet: name its data with --data or --source/--target")
+        study = Study.open(args.study)
+    else:
+        study = Study.create(args.study, spec)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    study.run(shard=args.shard, jobs=args.jobs, progress=not args.no_progress)
+    remaining = study.pending()
+    if not args.no_report:
+        paths = write_study_report(study)
+        print(f"report {paths['report']}")
+    if remaining:
+        print(f"{len(remaining)} run(s) of the study are not scored yet (other shards, or run again to resume)")
+    return 0

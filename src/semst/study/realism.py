@@ -1,0 +1,118 @@
+"""The realism scores of a study: one domain classifier and one set of reference features for every run.
+
+A study trains a source-vs-target domain classifier on its real training images once
+(`semst.evaluation.domain_classifier`), extracts the features of the real target training images once (the
+reference), and then scores every set of images (the untranslated source, each run's translations, the
+held-out real target) against that reference (`semst.evaluation.realism.realism_scores`):
+
+- ``target_share``: the share of the images' crops the classifier calls "target" (higher is more
+  realistic; the untranslated source is the floor, held-out real target images are the ceiling);
+- ``kid``: KID x 1000 between the classifier's features of the images and of the reference (lower is more
+  realistic). docs/realism.md says how both were validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from semst.evaluation.features import file_digest
+from semst.study.summary import Metric
+
+__all__ = ["RealismScorer"]
+
+CLASSIFIER_STEPS = 400
+
+
+class RealismScorer:
+    """Train once (`prepare`), then `score` any number of image sets against the same reference.
+
+    Args:
+        directory: where the classifier and the reference features are kept (``STUDY/realism``).
+        source_images, target_images: the real training images of both domains.
+        steps: classifier training steps.
+    """
+
+    METRICS: tuple[Metric, ...] = (
+        Metric("realism.target_share", "target share (%)", True, True),
+        Metric("realism.kid", "KID x1000", False, False),
+    )
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        source_images: list[Path],
+        target_images: list[Path],
+        steps: int = CLASSIFIER_STEPS,
+    ) -> None:
+        self.directory = Path(directory)
+        self.source_images = source_images
+        self.target_images = target_images
+        self.steps = steps
+        self._classifier = None
+        self._reference = None
+
+    @property
+    def classifier_path(self) -> Path:
+        return self.directory / "classifier.safetensors"
+
+    @property
+    def reference_path(self) -> Path:
+        return self.directory / "reference.safetensors"
+
+    def metrics(self) -> tuple[Metric, ...]:
+        return self.METRICS
+
+    def prepare(self, *, progress: bool = True) -> None:
+        """Train the classifier and extract the reference features, unless done already."""
+        from semst.evaluation.domain_classifier import train_domain_classifier
+        from semst.evaluation.realism import extract_features
+
+        if not self.classifier_path.is_file():
+            train_domain_classifier(
+                self.source_images,
+                self.target_images,
+                out=self.classifier_path,
+                steps=self.steps,
+                progress=progress,
+            )
+        if not self.reference_path.is_file():
+            reference = extract_features(
+                self.target_images, [self.classifier], progress=progress, desc="reference features"
+            )
+            reference.save(self.reference_path)
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            from semst.evaluation.domain_classifier import load_domain_classifier
+
+            self._classifier = load_domain_classifier(self.classifier_path)
+        return self._classifier
+
+    @property
+    def reference(self):
+        if self._reference is None:
+            from semst.evaluation.realism import FeatureSet
+
+            self._reference = FeatureSet.load(self.reference_path)
+        return self._reference
+
+    def score(self, images: list[Path], *, progress: bool = True) -> dict[str, Any]:
+        """Realism of ``images`` against the reference: ``target_share``, ``kid`` (x1000), ``kid_std``,
+        and the full scores under ``details``."""
+        from semst.evaluation.realism import realism_scores
+
+        scores = realism_scores(images, self.reference, classifier=self.classifier, progress=progress)
+        own = scores[self.classifier.name]
+        return {
+            "target_share": own["target_share"],
+            "kid": 1000 * own["kid"]["mean"],
+            "kid_std": 1000 * own["kid"]["std"],
+            "details": scores,
+        }
+
+    def same_as(self, other: RealismScorer) -> bool:
+        """Whether two scorers use the same classifier file (so their scores can be compared)."""
+        return file_digest(self.classifier_path) == file_digest(other.classifier_path)

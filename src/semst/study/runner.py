@@ -1,0 +1,452 @@
+"""Running a study: every variant and seed trained, its held-out translations scored, resumably.
+
+A study lives in one folder::
+
+    STUDY/study.json                     what is compared: data, segmenter, variants, seeds, scale, baseline
+    STUDY/segmenter.safetensors          the target-domain segmenter (when the study trained it)
+    STUDY/realism/                       the realism scorer's classifier and cached reference features
+    STUDY/references/{source,target}.json   floor and ceiling: untranslated source, real target images
+    STUDY/runs/VARIANT/seedN/            a training run (semst.training.loop) ...
+        translated/                      ... its translations of the held-out source images
+        scores.json                      ... and their scores (written last: a run with it is complete)
+
+Every stage resumes: an interrupted training run continues from its last checkpoint, translations already
+written are kept, a run with ``scores.json`` is done. Runs can be spread over processes (``jobs``) and over
+machines (``shard=(i, n)`` takes every n-th run): shards that share the folder need nothing more; shards in
+copies of the folder are brought together with `merge_studies`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from semst import checkpoint as ckpt
+from semst.data.images import load_rgb, save_image
+from semst.evaluation.segmentation import evaluate_segmentation
+from semst.files import file_lock, write_json
+from semst.study.data import StudyData
+from semst.study.realism import RealismScorer
+from semst.study.variants import Scale, Variant, run_config
+
+__all__ = ["STUDY_FILE", "Study", "StudyError", "StudySpec", "merge_studies"]
+
+log = logging.getLogger("semst.study")
+
+STUDY_FILE = "study.json"
+FORMAT = "semst-study"
+
+
+class StudyError(ValueError):
+    """A study folder or its settings cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study compares (saved as ``study.json``).
+
+    Attributes:
+        data: how the labelled data is named (`StudyData.spec`).
+        segmenter: the target-domain segmenter's file, or ``""`` for one the study trains itself.
+        variants: the translators compared.
+        seeds: the seeds every variant is trained with.
+        scale: the size of every run.
+        baseline: the variant the others are compared with, seed by seed.
+        title: a title for the report.
+    """
+
+    data: dict[str, Any]
+    segmenter: str
+    variants: tuple[Variant, ...]
+    seeds: tuple[int, ...]
+    scale: Scale
+    baseline: str
+    title: str = "semst study"
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if not names:
+            raise StudyError("a study needs at least one variant")
+        if self.baseline not in names:
+            raise StudyError(f"the baseline {self.baseline!r} is not one of the variants ({', '.join(names)})")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise StudyError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+
+    def runs(self) -> list[tuple[Variant, int]]:
+        """Every (variant, seed), in a fixed order (seed-major, so that a partial study has whole seeds)."""
+        return [(variant, seed) for seed in self.seeds for variant in self.variants]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "title": self.title,
+            "data": self.data,
+            "segmenter": self.segmenter,
+            "variants": [v.to_dict() for v in self.variants],
+            "seeds": list(self.seeds),
+            "scale": self.scale.to_dict(),
+            "baseline": self.baseline,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySpec:
+        if data.get("format") != FORMAT:
+            raise StudyError(f"not a semst study description (format {data.get('format')!r})")
+        return cls(
+            data=data["data"],
+            segmenter=data["segmenter"],
+            variants=tuple(Variant.from_dict(v) for v in data["variants"]),
+            seeds=tuple(data["seeds"]),
+            scale=Scale.from_dict(data["scale"]),
+            baseline=data["baseline"],
+            title=data.get("title", "semst study"),
+        )
+
+    def extended_by(self, other: StudySpec) -> StudySpec:
+        """This spec with the variants and seeds of ``other`` added; the rest must agree."""
+        for key in ("data", "segmenter", "scale"):
+            if getattr(self, key) != getattr(other, key):
+                raise StudyError(
+                    f"the study already holds runs with another {key} ({getattr(self, key)!r}, asked "
+                    f"{getattr(other, key)!r}); start a new study folder"
+                )
+        mine = {v.name: v for v in self.variants}
+        for variant in other.variants:
+            if variant.name in mine and mine[variant.name] != variant:
+                raise StudyError(
+                    f"variant {variant.name!r} is defined differently in this study ({mine[variant.name]}) "
+                    f"than asked ({variant}); start a new study folder or rename it"
+                )
+        variants = (*self.variants, *(v for v in other.variants if v.name not in mine))
+        seeds = (*self.seeds, *(s for s in other.seeds if s not in self.seeds))
+        return StudySpec(self.data, self.segmenter, variants, seeds, self.scale, other.baseline, other.title)
+
+
+def _shard(runs: list, shard: tuple[int, int]) -> list:
+    index, count = shard
+    if not 0 <= index < count:
+        raise StudyError(f"shard {index}/{count}: expected 0 <= i < n")
+    return [run for i, run in enumerate(runs) if i % count == index]
+
+
+class Study:
+    """A study folder (see the module docstring). Create one with `Study.create`, reopen with `Study.open`."""
+
+    def __init__(self, directory: str | Path, spec: StudySpec) -> None:
+        self.directory = Path(directory)
+        self.spec = spec
+        self._data: StudyData | None = None
+        self._segmenter = None
+        self._realism: RealismScorer | None = None
+
+    # --- the folder -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | Path, spec: StudySpec) -> Study:
+        """A new study, or an existing one extended by ``spec``'s variants and seeds."""
+        directory = Path(directory)
+        path = directory / STUDY_FILE
+        if path.exists():
+            spec = cls.open(directory).spec.extended_by(spec)
+        elif directory.exists() and any(directory.iterdir()):
+            raise StudyError(f"{directory} is not empty and holds no {STUDY_FILE}; choose a new folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(path, spec.to_dict())
+        return cls(directory, spec)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Study:
+        directory = Path(directory)
+        path = directory / STUDY_FILE
+        if not path.is_file():
+            raise StudyError(f"{directory} is not a study folder (no {STUDY_FILE})")
+        try:
+            return cls(directory, StudySpec.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StudyError(f"{path} is damaged: {exc}") from exc
+
+    def run_dir(self, variant: str, seed: int) -> Path:
+        return self.directory / "runs" / variant / f"seed{seed}"
+
+    def scores_path(self, variant: str, seed: int) -> Path:
+        return self.run_dir(variant, seed) / "scores.json"
+
+    @property
+    def data(self) -> StudyData:
+        if self._data is None:
+            self._data = StudyData.from_spec(self.spec.data)
+        return self._data
+
+    @property
+    def segmenter_path(self) -> Path:
+        return Path(self.spec.segmenter) if self.spec.segmenter else self.directory / "segmenter.safetensors"
+
+    # --- preparation: segmenter, realism scorer, floor and ceiling -------------------------------------------
+
+    def prepare(self, *, progress: bool = True) -> None:
+        """Train what every run needs (the segmenter if the study owns it, the realism scorer) and score the
+        untranslated source and the real target images. Done once; concurrent shards wait for it."""
+        (self.directory / "references").mkdir(parents=True, exist_ok=True)
+        with file_lock(self.directory / ".prepare.lock"):
+            if not self.segmenter_path.is_file():
+                if self.spec.segmenter:
+                    raise StudyError(f"the segmenter {self.segmenter_path} does not exist")
+                self._train_segmenter(progress)
+            self.realism.prepare(progress=progress)
+            data = self.data
+            for name, samples, label_of in (
+                ("source", data.source_test_samples, data.source_label),
+                ("target", data.target_test_samples, data.target_label),
+            ):
+                path = self.directory / "references" / f"{name}.json"
+                if not path.is_file():
+                    images = [s.image for s in samples]
+                    scores = self._score(images, samples, label_of, progress)
+                    write_json(path, {"name": name, **scores})
+
+    def _train_segmenter(self, progress: bool) -> None:
+        from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
+
+        data, scale = self.data, self.spec.scale
+        if data.spec.get("kind") != "folder":
+            raise StudyError("give the study a target-domain segmenter (--segmenter FILE) for these data sets")
+        dataset = data.target_test
+        train_pairs = [(s.image, s.label) for s in dataset.samples("trainB") if s.label is not None]
+        if not train_pairs:
+            raise StudyError(f"{dataset.root}/trainB_labels is missing: the study cannot train its segmenter")
+        log.info("training the target-domain segmenter on %d labelled target images", len(train_pairs))
+        train_segmenter(
+            train_pairs,
+            SegmenterTrainConfig(
+                num_classes=len(data.class_names),
+                steps=scale.segmenter_steps,
+                crop_size=scale.segmenter_crop,
+                batch_size=4,
+                lr=2e-3,
+                seed=0,
+                width=scale.segmenter_width,
+                log_every=max(1, scale.segmenter_steps // 6),
+            ),
+            out=self.segmenter_path,
+            val_pairs=[(s.image, s.label) for s in data.target_test_samples],
+            class_names=data.class_names,
+            progress=progress,
+        )
+
+    @property
+    def segmenter(self):
+        if self._segmenter is None:
+            from semst.segmentation.loading import load_segmenter
+
+            self._segmenter = load_segmenter(self.segmenter_path)
+        return self._segmenter
+
+    @property
+    def realism(self) -> RealismScorer:
+        if self._realism is None:
+            data = self.data
+            self._realism = RealismScorer(
+                self.directory / "realism",
+                source_images=data.source_train_images,
+                target_images=data.target_train_images,
+            )
+        return self._realism
+
+    def segment(self, images: list[Path], samples, label_of, *, on_image=None, progress: bool = False) -> dict:
+        """The segmenter on ``images`` scored against the labels of ``samples`` (same order): distortion
+        scores (`semst.evaluation.segmentation.evaluate_segmentation`, with its ``on_image`` callback)."""
+        labels = {str(s.label): s for s in samples}
+        return evaluate_segmentation(
+            self.segmenter,
+            list(zip(images, [s.label for s in samples], strict=True)),
+            num_classes=len(self.data.class_names),
+            batch_size=4,
+            progress=progress,
+            on_image=on_image,
+            load_label=lambda path: label_of(labels[str(path)]),
+        )
+
+    def _score(self, images: list[Path], samples, label_of, progress: bool) -> dict[str, Any]:
+        """Distortion (the segmenter on ``images`` against the samples' labels) and realism of ``images``."""
+        distortion = self.segment(images, samples, label_of, progress=progress)
+        return {"distortion": distortion, "realism": self.realism.score(images, progress=progress)}
+
+    # --- runs -----------------------------------------------------------------------------------------------
+
+    def pending(self, shard: tuple[int, int] = (0, 1)) -> list[tuple[Variant, int]]:
+        """This shard's runs without scores yet."""
+        return [
+            (variant, seed)
+            for variant, seed in _shard(self.spec.runs(), shard)
+            if not self.scores_path(variant.name, seed).is_file()
+        ]
+
+    def run(self, *, shard: tuple[int, int] = (0, 1), jobs: int = 1, progress: bool = True) -> list[dict]:
+        """Prepare, then train, translate and score every pending run of this shard; returns their scores.
+
+        With ``jobs`` > 1 the runs go to that many worker processes, each with an equal share of the CPU
+        threads (per-run progress bars are then replaced by one log line per finished run).
+        """
+        self.prepare(progress=progress)
+        todo = self.pending(shard)
+        if not todo:
+            log.info("every run of this shard is done")
+            return []
+        results = []
+        with tqdm(total=len(todo), desc="study runs", unit="run", disable=not progress, position=0) as bar:
+            if jobs <= 1:
+                for variant, seed in todo:
+                    bar.set_postfix_str(f"{variant.name} seed {seed}")
+                    results.append(self.run_one(variant, seed, progress=progress))
+                    bar.update(1)
+                return results
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+                futures = {
+                    pool.submit(_run_in_worker, str(self.directory), variant.name, seed, threads): (variant, seed)
+                    for variant, seed in todo
+                }
+                for future in concurrent.futures.as_completed(futures):
+                    variant, seed = futures[future]
+                    result = future.result()
+                    results.append(result)
+                    bar.update(1)
+                    log.info(
+                        "done: %s seed %d (%.0f s): mIoU %.1f%%",
+                        variant.name,
+                        seed,
+                        sum(result["seconds"].values()),
+                        100 * (result["distortion"]["mean_iou"] or 0),
+                    )
+        return results
+
+    def run_one(self, variant: Variant, seed: int, *, progress: bool = True) -> dict[str, Any]:
+        """Train (or resume) one run, translate the held-out source images, score them; returns the scores."""
+        from semst.training.loop import train
+        from semst.translators import Translator
+
+        data = self.data
+        run_dir = self.run_dir(variant.name, seed)
+        config = run_config(
+            variant,
+            self.spec.scale.overrides(len(data.source_train_images)),
+            source=data.source,
+            target=data.target,
+            seed=seed,
+        )
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        checkpoint = _finished_checkpoint(run_dir, config.train.max_steps)
+        if checkpoint is None:
+            resume = any((run_dir / "checkpoints").glob(f"*{ckpt.SUFFIX}"))
+            checkpoint = train(config, run_dir, resume=resume, progress=progress)
+        seconds["train"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        translator = Translator.from_checkpoint(checkpoint, device="auto")
+        translated = []
+        for sample in tqdm(
+            data.source_test_samples, desc="translate", unit="img", disable=not progress, leave=False
+        ):
+            out = run_dir / "translated" / sample.relative.with_suffix(".png")
+            if not out.is_file():
+                save_image(translator.translate(load_rgb(sample.image)), out)
+            translated.append(out)
+        seconds["translate"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        scores = self._score(translated, data.source_test_samples, data.source_label, progress)
+        seconds["score"] = time.perf_counter() - start
+        result = {
+            "variant": variant.name,
+            "seed": seed,
+            "checkpoint": os.path.relpath(checkpoint, self.directory),
+            "step": translator.step,
+            "config": config.to_dict(),
+            **scores,
+            "seconds": seconds,
+        }
+        write_json(self.scores_path(variant.name, seed), result)
+        return result
+
+    def results(self) -> dict[str, Any]:
+        """Everything scored so far: ``runs`` (a list of run scores), ``references`` (``source``,
+        ``target``) and ``missing`` runs."""
+        runs, missing = [], []
+        for variant, seed in self.spec.runs():
+            path = self.scores_path(variant.name, seed)
+            if path.is_file():
+                runs.append(json.loads(path.read_text(encoding="utf-8")))
+            else:
+                missing.append({"variant": variant.name, "seed": seed})
+        references = {}
+        for name in ("source", "target"):
+            path = self.directory / "references" / f"{name}.json"
+            if path.is_file():
+                references[name] = json.loads(path.read_text(encoding="utf-8"))
+        return {"spec": self.spec.to_dict(), "runs": runs, "references": references, "missing": missing}
+
+
+def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:
+    """The run's checkpoint at its last step, if training is complete."""
+    if not (run_dir / "checkpoints").is_dir():
+        return None
+    try:
+        latest = ckpt.resolve_checkpoint(run_dir)
+    except ckpt.CheckpointError:
+        return None
+    return latest if ckpt.read_metadata(latest).get("step") == steps else None
+
+
+def _run_in_worker(directory: str, variant: str, seed: int, threads: int) -> dict[str, Any]:
+    """One run in a worker process (``Study.run`` with ``jobs`` > 1)."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{variant} seed {seed}] %(message)s")
+    study = Study.open(directory)
+    match = {v.name: v for v in study.spec.variants}[variant]
+    return study.run_one(match, seed, progress=False)
+
+
+def merge_studies(into: str | Path, others: list[str | Path]) -> list[tuple[str, int]]:
+    """Copy the finished runs' scores of studies run elsewhere (shards in copies of the folder) into ``into``.
+
+    The studies must describe the same data, segmenter and scale, and their realism scorers must be the same
+    files; a run scored in two places must have the same scores. Returns the (variant, seed) pairs added.
+    """
+    target = Study.open(into)
+    added = []
+    for other_dir in others:
+        other = Study.open(other_dir)
+        target = Study.create(target.directory, other.spec)  # the union of variants and seeds
+        if not target.realism.same_as(other.realism):
+            raise StudyError(
+                f"{other_dir} scored realism with another classifier than {into}; merge only studies whose "
+                "realism/ folder was copied from one preparation"
+            )
+        for variant, seed in other.spec.runs():
+            source = other.scores_path(variant.name, seed)
+            if not source.is_file():
+                continue
+            destination = target.scores_path(variant.name, seed)
+            scores = json.loads(source.read_text(encoding="utf-8"))
+            if destination.is_file():
+                mine = json.loads(destination.read_text(encoding="utf-8"))
+                if {k: v for k, v in mine.items() if k != "seconds"} != {
+                    k: v for k, v in scores.items() if k != "seconds"
+                }:
+                    raise StudyError(f"{variant.name} seed {seed} was scored differently in {into} and {other_dir}")
+                continue
+            write_json(destination, scores)
+            added.append((variant.name, seed))
+    return added

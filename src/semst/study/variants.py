@@ -1,0 +1,190 @@
+"""What a study compares: named translator variants, the sets of them built in, and the scales they train at.
+
+A `Variant` is a preset plus dotted config overrides (``loss.ts_weight=0``). A `Scale` is the size of every
+run: network widths, crop sizes and the number of steps, applied to every variant of a study so that they
+differ only in what the variant says. ``VARIANT_SETS`` holds the built-in comparisons:
+
+- ``table3``: the paper's ablation (Table 3): full SemST (TS weight 2, multi-scale, hDCE), without multi-scale,
+  without hDCE (CUT's PatchNCE in its place), TS weight 0 and 1; plus CUT and FastCUT, the baselines.
+- ``demo``: SemST and CUT, what ``semst demo`` runs.
+- ``baselines``: CUT and FastCUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config
+
+__all__ = ["SCALES", "VARIANTS", "VARIANT_SETS", "Scale", "Variant", "resolve_variants", "run_config"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named translator setting: a preset and config overrides on top of it."""
+
+    name: str
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"a variant name must be a non-empty folder name, got {self.name!r}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"variant {self.name!r}: unknown preset {self.preset!r} (valid: {PRESETS})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "overrides": dict(self.overrides), "description": self.description}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Variant:
+        return cls(data["name"], data["preset"], dict(data.get("overrides", {})), data.get("description", ""))
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("SemST", "semst", {}, "hDCE + TS (weight 2), multi-scale: the paper's full model"),
+        Variant(
+            "SemST-single-scale",
+            "semst",
+            {"multiscale.enabled": False},
+            "Table 3 'w/o multi-scale': hDCE + TS on one generator",
+        ),
+        Variant(
+            "SemST-PatchNCE",
+            "semst",
+            {"loss.contrastive": "patchnce"},
+            "Table 3 'w/o hDCE': CUT's PatchNCE in place of hDCE, with TS, multi-scale",
+        ),
+        Variant("SemST-TS0", "semst", {"loss.ts_weight": 0.0}, "Table 3 TS weight 0: hDCE only, multi-scale"),
+        Variant("SemST-TS1", "semst", {"loss.ts_weight": 1.0}, "Table 3 TS weight 1"),
+        Variant("CUT", "cut", {}, "CUT's published settings (PatchNCE, identity term), single-scale"),
+        Variant("FastCUT", "fastcut", {}, "FastCUT (PatchNCE x10, flip-equivariance), single-scale"),
+    )
+}
+"""The built-in variants by name."""
+
+VARIANT_SETS: dict[str, tuple[str, ...]] = {
+    "table3": ("SemST", "SemST-single-scale", "SemST-PatchNCE", "SemST-TS0", "SemST-TS1", "CUT", "FastCUT"),
+    "demo": ("SemST", "CUT"),
+    "baselines": ("CUT", "FastCUT"),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The size of every run of a study.
+
+    Attributes:
+        name: a label.
+        steps: optimisation steps per run (batch 1).
+        crop: training crop side: single-scale crops, and the multi-scale global and local crops (the
+            global crop covers ``2 * crop`` image pixels).
+        base_channels: generator and discriminator width (CUT's ngf / ndf).
+        num_blocks: residual blocks of the generators.
+        num_patches: patches per tap for the patch losses.
+        segmenter_steps, segmenter_width, segmenter_crop: the target-domain segmenter a study trains when
+            none is given (steps, U-Net width, (height, width) crops).
+    """
+
+    name: str
+    steps: int
+    crop: int
+    base_channels: int
+    num_blocks: int
+    num_patches: int
+    segmenter_steps: int = 400
+    segmenter_width: int = 16
+    segmenter_crop: tuple[int, int] = (128, 256)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scale:
+        return cls(**{**data, "segmenter_crop": tuple(data.get("segmenter_crop", (128, 256)))})
+
+    def overrides(self, train_images: int) -> dict[str, Any]:
+        """Config overrides for a run of this scale on ``train_images`` source images (epochs = steps / images;
+        the learning rate is constant for the first half and decays linearly to zero over the second)."""
+        epochs = max(2, -(-self.steps // max(1, train_images)))
+        return {
+            "generator.base_channels": self.base_channels,
+            "generator.num_blocks": self.num_blocks,
+            "discriminator.base_channels": self.base_channels,
+            "projection.num_patches": self.num_patches,
+            "projection.taps": f"input,down1,down2,res1,res{min(5, self.num_blocks)}",
+            # Single-scale runs see random full-resolution crops of the same size as the multi-scale local
+            # crops (CUT's resize_and_crop would squash images that are not square).
+            "data.preprocess": "crop",
+            "data.crop_size": self.crop,
+            "data.load_size": self.crop,
+            "data.num_workers": 0,
+            "multiscale.global_size": self.crop,
+            "multiscale.local_size": self.crop,
+            "multiscale.scale": 2,
+            "train.max_steps": self.steps,
+            "train.constant_epochs": epochs // 2,
+            "train.decay_epochs": epochs - epochs // 2,
+            "log.log_every": max(1, min(50, self.steps // 20)),
+            "log.sample_every": max(1, self.steps),
+            "log.checkpoint_every": max(1, self.steps // 2),
+            "log.keep_checkpoints": 1,
+            "log.tensorboard": False,
+        }
+
+
+SCALES: dict[str, Scale] = {
+    s.name: s
+    for s in (
+        Scale(
+            "tiny",
+            steps=2,
+            crop=32,
+            base_channels=8,
+            num_blocks=2,
+            num_patches=32,
+            segmenter_steps=4,
+            segmenter_width=8,
+            segmenter_crop=(32, 64),
+        ),
+        Scale("demo", steps=600, crop=128, base_channels=16, num_blocks=6, num_patches=128),
+        Scale(
+            "small", steps=1500, crop=128, base_channels=32, num_blocks=6, num_patches=256, segmenter_steps=800
+        ),
+    )
+}
+"""Built-in scales: ``tiny`` (tests), ``demo`` (minutes per run on a CPU), ``small`` (a longer CPU study)."""
+
+
+def resolve_variants(names: str | list[str] | tuple[str, ...]) -> list[Variant]:
+    """Variants from a set name (``table3``), or comma-separated / listed variant names."""
+    if isinstance(names, str):
+        names = list(VARIANT_SETS[names]) if names in VARIANT_SETS else [n.strip() for n in names.split(",")]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown variants {unknown}; built in: {', '.join(VARIANTS)}, or a set: {', '.join(VARIANT_SETS)}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a variant is listed twice: {names}")
+    return [VARIANTS[n] for n in names]
+
+
+def run_config(
+    variant: Variant, scale_overrides: dict[str, Any], *, source: str, target: str, seed: int
+) -> ExperimentConfig:
+    """The config of one run: the variant's preset, the scale, the data and the seed, then the variant's own
+    overrides (they win)."""
+    overrides = {
+        **scale_overrides,
+        "data.source": source,
+        "data.target": target,
+        "train.seed": seed,
+        **variant.overrides,
+    }
+    return load_config(variant.preset, overrides=overrides)
