@@ -10,17 +10,16 @@ package object in place of the package ``__init__`` and an empty stand-in for ``
 stand-ins from ``sys.modules`` again. torchmetrics imports torch-fidelity's Inception extractor when
 torch-fidelity is installed, so it is imported inside the same context.
 
-A reference that is not installed is missing from :func:`reference_modules`; its tests skip.
+A reference that is not installed is missing from :func:`reference_module`; its tests skip.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import sys
 import types
-from functools import lru_cache
+from functools import cache
 
 _UTILS_NAMES = (
     "get_cacheable_input_name",
@@ -32,41 +31,38 @@ _UTILS_NAMES = (
 )
 
 
-def _try_import(modules: dict[str, types.ModuleType], key: str, name: str) -> None:
-    # A version that needs torchvision here stays out of the dict, and the tests using it skip.
-    with contextlib.suppress(ImportError):
-        modules[key] = importlib.import_module(name)
+_MODULES = {
+    "fidelity_inception": "torch_fidelity.feature_extractor_inceptionv3",
+    "fidelity_kid": "torch_fidelity.metric_kid",
+    "fidelity_fid": "torch_fidelity.metric_fid",
+    "torchmetrics_kid": "torchmetrics.image.kid",
+    "torchmetrics_fid": "torchmetrics.image.fid",
+}
 
 
-@lru_cache(maxsize=1)
-def reference_modules() -> dict[str, types.ModuleType]:
-    """The reference modules that are installed, by name: ``fidelity_inception``, ``fidelity_kid`` and
+@cache
+def reference_module(key: str) -> types.ModuleType | None:
+    """One reference module, or None where it is not installed: ``fidelity_inception``, ``fidelity_kid``,
     ``fidelity_fid`` (torch-fidelity's ``feature_extractor_inceptionv3``, ``metric_kid``, ``metric_fid``),
-    ``torchmetrics_kid`` and ``torchmetrics_fid`` (torchmetrics' ``image.kid`` and ``image.fid``)."""
-    modules: dict[str, types.ModuleType] = {}
+    ``torchmetrics_kid``, ``torchmetrics_fid`` (torchmetrics' ``image.kid`` and ``image.fid``)."""
+    name = _MODULES[key]
+    if importlib.util.find_spec(name.split(".")[0]) is None:
+        return None
     spec = importlib.util.find_spec("torch_fidelity")
-    saved = {name: module for name, module in sys.modules.items() if name.startswith("torch_fidelity")}
+    saved = {n: module for n, module in sys.modules.items() if n.startswith("torch_fidelity")}
     if spec is not None and spec.submodule_search_locations:
         package = types.ModuleType("torch_fidelity")
         package.__path__ = list(spec.submodule_search_locations)
         utils = types.ModuleType("torch_fidelity.utils")
-        for name in _UTILS_NAMES:
-            setattr(utils, name, None)
+        for attribute in _UTILS_NAMES:
+            setattr(utils, attribute, None)
         sys.modules["torch_fidelity"] = package
         sys.modules["torch_fidelity.utils"] = utils
     try:
-        if spec is not None:
-            for key, name in (
-                ("fidelity_inception", "feature_extractor_inceptionv3"),
-                ("fidelity_kid", "metric_kid"),
-                ("fidelity_fid", "metric_fid"),
-            ):
-                _try_import(modules, key, f"torch_fidelity.{name}")
-        if importlib.util.find_spec("torchmetrics") is not None:
-            _try_import(modules, "torchmetrics_kid", "torchmetrics.image.kid")
-            _try_import(modules, "torchmetrics_fid", "torchmetrics.image.fid")
+        return importlib.import_module(name)
+    except ImportError:  # a version that needs torchvision here: the tests using it skip
+        return None
     finally:
-        for name in [n for n in sys.modules if n.startswith("torch_fidelity")]:
-            del sys.modules[name]
+        for n in [n for n in sys.modules if n.startswith("torch_fidelity")]:
+            del sys.modules[n]
         sys.modules.update(saved)
-    return modules

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semst.evaluation.fid import fid, frechet_distance, gaussian_statistics, trace_sqrt_product
-from tests.evaluation.references import reference_modules
+from tests.evaluation.references import reference_module
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_fid_rejects_bad_input():
 
 
 def test_fid_equals_torch_fidelity(features):
-    reference = reference_modules().get("fidelity_fid")
+    reference = reference_module("fidelity_fid")
     if reference is None:
         pytest.skip("torch-fidelity is not installed (make test installs it with --no-deps)")
     a, b = features
@@ -80,7 +80,7 @@ def test_fid_equals_torch_fidelity(features):
 
 
 def test_fid_equals_torchmetrics(features):
-    reference = reference_modules().get("torchmetrics_fid")
+    reference = reference_module("torchmetrics_fid")
     if reference is None:
         pytest.skip("torchmetrics is not installed (make test installs it with --no-deps)")
     a, b = features

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semst.evaluation.kid import KID, kid, mmd2_unbiased, polynomial_kernel
-from tests.evaluation.references import reference_modules
+from tests.evaluation.references import reference_module
 
 
 def brute_force_mmd2(x: np.ndarray, y: np.ndarray) -> float:
@@ -91,7 +91,7 @@ def test_kid_rejects_bad_input():
 
 
 def test_kid_equals_torch_fidelity():
-    reference = reference_modules().get("fidelity_kid")
+    reference = reference_module("fidelity_kid")
     if reference is None:
         pytest.skip("torch-fidelity is not installed (make test installs it with --no-deps)")
     rng = np.random.default_rng(2)
@@ -110,7 +110,7 @@ def test_kid_equals_torch_fidelity():
 
 
 def test_kid_equals_torchmetrics_on_whole_sets():
-    reference = reference_modules().get("torchmetrics_kid")
+    reference = reference_module("torchmetrics_kid")
     if reference is None:
         pytest.skip("torchmetrics is not installed (make test installs it with --no-deps)")
     rng = np.random.default_rng(3)
