@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semst.checkpoint import CheckpointError
+from semst.evaluation.features import file_digest
 
 __all__ = [
     "INCEPTION_FILES",
@@ -383,11 +384,17 @@ class InceptionExtractor:
         state.update({name: torch.tensor(0, dtype=torch.long) for name in counters})
         network.load_state_dict(state, assign=True)
         self.network = network.to(self.device, dtype).eval().requires_grad_(False)
+        self.digest = file_digest(self.weights)
         log.debug(f"FID Inception weights loaded from {self.weights} ({preprocessing} preprocessing)")
 
     def describe(self) -> dict[str, str]:
-        """What the features depend on, for caches and score files."""
-        return {"name": self.name, "weights": str(self.weights), "preprocessing": self.preprocessing}
+        """What the features depend on (the weights' content hash, the preprocessing), for caches and scores."""
+        return {
+            "name": self.name,
+            "file": str(self.weights),
+            "sha256": self.digest,
+            "preprocessing": self.preprocessing,
+        }
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Pool3 features (B, 2048) float32 of RGB images (B, 3, H, W) in [0, 1]."""
