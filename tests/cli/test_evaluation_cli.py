@@ -243,8 +243,26 @@ def test_exported_and_user_torchscript_segmenters(world, segmenter, tmp_path, ca
 def classifier(world, tmp_path_factory):
     path = tmp_path_factory.mktemp("classifier") / "classifier.safetensors"
     street = world / "street"
-    args = ["evaluate", "train-classifier", "--source", str(street / "trainA"), "--target", str(street / "trainB")]
-    args += ["--out", str(path), "--steps", "20", "--batch-size", "8", "--short-side", "32", "--crop-size", "16"]
+    args = [
+        "evaluate",
+        "train-classifier",
+        "--source",
+        str(street / "trainA"),
+        "--target",
+        str(street / "trainB"),
+    ]
+    args += [
+        "--out",
+        str(path),
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--short-side",
+        "32",
+        "--crop-size",
+        "16",
+    ]
     assert main([*args, "--width", "8", "--depth", "2", "--no-progress"]) == 0
     return path
 
@@ -258,17 +276,32 @@ def test_train_classifier_reports_held_out_accuracy(classifier, capsys):
 def test_evaluate_realism_scores_and_caches_the_reference(world, classifier, segmenter, tmp_path, capsys):
     street = world / "street"
     cache, output = tmp_path / "reference.safetensors", tmp_path / "realism.json"
-    args = ["evaluate", "realism", "--images", str(street / "testA"), "--labels", str(street / "testA_labels")]
+    args = [
+        "evaluate",
+        "realism",
+        "--images",
+        str(street / "testA"),
+        "--labels",
+        str(street / "testA_labels"),
+    ]
     args += ["--classifier", str(classifier), "--segmenter", str(segmenter), "--reference-cache", str(cache)]
     args += ["--kid-subsets", "5", "--min-class-crops", "2", "--output", str(output), "--no-progress"]
     reference = ["--reference", str(street / "testB"), "--reference-labels", str(street / "testB_labels")]
     assert main([*args, *reference]) == 0
     out = capsys.readouterr().out
     assert "2 images (16 crops) against 2 reference images (16 crops)" in out
-    assert "classifier: target share" in out and "segmenter KID" in out and "reference features written" in out
+    assert (
+        "classifier: target share" in out and "segmenter KID" in out and "reference features written" in out
+    )
     scores = json.loads(output.read_text())
-    assert 0 <= scores["classifier"]["target_share"] <= 1 and scores["view"] == {"short_side": 32, "crop_size": 16}
-    assert scores["classifier"]["held_out"]["accuracy"] is not None and "class_matched_kid" in scores["segmenter"]
+    assert 0 <= scores["classifier"]["target_share"] <= 1 and scores["view"] == {
+        "short_side": 32,
+        "crop_size": 16,
+    }
+    assert (
+        scores["classifier"]["held_out"]["accuracy"] is not None
+        and "class_matched_kid" in scores["segmenter"]
+    )
     assert main(args) == 0  # the cached reference, without --reference
     assert "reference features read from" in capsys.readouterr().out
     assert json.loads(output.read_text())["classifier"] == scores["classifier"]
@@ -281,7 +314,9 @@ def test_evaluate_realism_errors_are_one_line(world, classifier, segmenter, tmp_
     assert "give at least one judge: --classifier FILE" in capsys.readouterr().err
     assert main([*base, "--inception", str(tmp_path / "pt_inception.pth"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "pt_inception.pth do not exist; semst downloads nothing" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "pt_inception.pth do not exist; semst downloads nothing" in err and len(err.strip().splitlines()) == 1
+    )
     assert main([*base, "--classifier", str(segmenter), "--no-progress"]) == 1
     assert "is a semst segmenter checkpoint, not a domain classifier" in capsys.readouterr().err
     broken = tmp_path / "images"
