@@ -120,9 +120,14 @@ def main() -> None:
 
     def score(images, labels, ref=reference, ref_labels=None):
         return realism_scores(
-            images, ref, extractors=extractors, classifier=classifier, labels=labels,
-            reference_labels=ref_labels, progress=False,
-        )  # fmt: skip
+            images,
+            ref,
+            extractors=extractors,
+            classifier=classifier,
+            labels=labels,
+            reference_labels=ref_labels,
+            progress=False,
+        )
 
     results = {
         "classifier_held_out": classifier.held_out,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from semst.evaluation import realism
 from semst.evaluation.crops import CropView
 from semst.evaluation.features import SegmenterEncoderExtractor
 from semst.evaluation.realism import FeatureSet, extract_features, realism_scores
@@ -175,7 +176,7 @@ class MeanColour:
         return torch.cat([mean, mean**2], dim=1)
 
 
-def test_whole_image_extractors_get_same_size_batches(tmp_path, tiny_world):
+def test_whole_image_extractors_get_same_size_batches(tmp_path, tiny_world, monkeypatch):
     from tests.conftest import write_images
 
     folder = tmp_path / "mixed"
@@ -185,6 +186,10 @@ def test_whole_image_extractors_get_same_size_batches(tmp_path, tiny_world):
     features = extract_features(folder, [extractor], batch_size=2, progress=False)
     assert features.features["colour"].shape == (5, 6) and features.num_crops == 0
     assert extractor.shapes == [(2, 3, 30, 40), (1, 3, 30, 40), (2, 3, 20, 50)]
+    monkeypatch.setattr(realism, "_MAX_BUFFERED_PIXELS", 2 * 40 * 30)  # large frames: fewer per call
+    bounded = MeanColour()
+    extract_features(folder, [bounded], batch_size=8, progress=False)
+    assert bounded.shapes == [(2, 3, 30, 40), (1, 3, 30, 40), (2, 3, 20, 50)]
     scores = realism_scores(folder, tiny_world / "target_test", extractors=[MeanColour()], progress=False)
     assert set(scores["colour"]) >= {"kid", "fid"} and "class_matched_kid" not in scores["colour"]
 

@@ -323,8 +323,12 @@ def load_inception_weights(path: str | Path) -> dict[str, torch.Tensor]:
     }
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{n} {tuple(state[n].shape)} instead of {expected[n]}" for n in sorted(set(expected) & set(state))
-             if tuple(state[n].shape) != expected[n]]  # fmt: skip
+    shared = sorted(set(expected) & set(state))
+    wrong = [
+        f"{n} {tuple(state[n].shape)} instead of {expected[n]}"
+        for n in shared
+        if tuple(state[n].shape) != expected[n]
+    ]
     if missing or unexpected or wrong:
         problems = []
         if missing:

@@ -69,6 +69,7 @@ ImageInput = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 KIND = "realism-features"
 _FEATURES, _CLASSES = "features.", "crop_classes"
+_MAX_BUFFERED_PIXELS = 16 * 2048 * 1024  # whole images per extractor call: at most ~400 MB of float RGB
 
 
 @dataclass
@@ -84,6 +85,7 @@ class FeatureSet:
         num_crops: Number of crops (0 without crop extractors).
         crop_classes: Class of each crop (N_crops,) int16, -1 where no class dominates; None without labels.
         source: A description of the images (folder or file count), for score files.
+        meta: Free JSON-serialisable notes saved with the set (e.g. the data set's name).
     """
 
     features: dict[str, np.ndarray]
@@ -155,10 +157,8 @@ def _files(images: ImageInput, what: str) -> list[Path]:
 def _label_files(images: ImageInput, files: list[Path], labels: ImageInput) -> list[Path]:
     """Label maps in the order of ``files``: matched by name in a folder, or a list of the same length."""
     if isinstance(labels, (str, os.PathLike)):
-        return [
-            label
-            for _, label in match_pairs(images if isinstance(images, (str, os.PathLike)) else files, labels)
-        ]
+        pairs = dict(match_pairs(images if isinstance(images, (str, os.PathLike)) else files, labels))
+        return [pairs[path] for path in files]
     label_files = [Path(p) for p in labels]
     if len(label_files) != len(files):
         raise ValueError(
@@ -249,7 +249,13 @@ def extract_features(
         image = load_rgb(path)
         if image_extractors:
             tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
-            if image_buffer and (image_buffer[0].shape != tensor.shape or len(image_buffer) >= batch_size):
+            buffered = len(image_buffer) * image_buffer[0][0].numel() if image_buffer else 0
+            # Whole images can be large (a 2048x1024 frame is 25 MB as float): bound the pixels as well.
+            if image_buffer and (
+                image_buffer[0].shape != tensor.shape
+                or len(image_buffer) >= batch_size
+                or buffered >= _MAX_BUFFERED_PIXELS
+            ):
                 flush_images()
             image_buffer.append(tensor)
         if crop_extractors:
@@ -264,8 +270,10 @@ def extract_features(
                         f"label map {label_files[index]} is {label.shape[1]}x{label.shape[0]} but image {path} "
                         f"is {image.size[0]}x{image.size[1]}"
                     )
-                classes.append(crop_classes(view.resize_labels(label), positions, view.crop_size,
-                                            min_fraction=min_class_fraction))  # fmt: skip
+                resized = view.resize_labels(label)
+                classes.append(
+                    crop_classes(resized, positions, view.crop_size, min_fraction=min_class_fraction)
+                )
             if sum(len(c) for c in crop_buffer) >= batch_size:
                 flush_crops()
     flush_crops()
@@ -450,6 +458,9 @@ def realism_scores(
                 reference_target_share=float((extractor.target_probability(b) > 0.5).mean()),
                 held_out=extractor.held_out,
             )
+        if not extractor.whole_images and (ours.crop_classes is None) != (theirs.crop_classes is None):
+            missing = "images" if ours.crop_classes is None else "reference"
+            log.warning(f"no class-matched KID for {extractor.name}: the {missing} have no label maps")
         if not extractor.whole_images and ours.crop_classes is not None and theirs.crop_classes is not None:
             entry["class_matched_kid"] = _class_matched_kid(
                 a,
