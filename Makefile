@@ -32,6 +32,9 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	# A real CycleGAN checkpoint for the interop tests. --no-deps: vintagify's own requirements (torchvision,
 	# an unpinned torch) would replace the pinned CPU torch; semst reads its weights file, never imports it.
 	$(PIP) install --quiet --no-deps vintagify==0.1.2
+	# Reference FID/KID implementations for the exact-value tests of semst.evaluation (fid, kid, inception).
+	# --no-deps for the same reason: both require torchvision; the tests import only modules that do not.
+	$(PIP) install --quiet --no-deps torch-fidelity==0.4.0 torchmetrics==1.9.0
 	touch $@
 
 demo: $(VENV)/.installed-demo

@@ -37,7 +37,9 @@ class DemoSettings:
     pictures: int  # held-out scenes drawn in the report
 
 
-DEFAULT = DemoSettings(train_scenes=60, test_scenes=16, size=(512, 256), scale="demo", seeds=(0, 1), pictures=2)
+DEFAULT = DemoSettings(
+    train_scenes=60, test_scenes=16, size=(512, 256), scale="demo", seeds=(0, 1), pictures=2
+)
 QUICK = DemoSettings(train_scenes=4, test_scenes=2, size=(128, 64), scale="tiny", seeds=(0, 1), pictures=1)
 
 

@@ -237,3 +237,91 @@ def test_exported_and_user_torchscript_segmenters(world, segmenter, tmp_path, ca
     assert "2 images: pixel accuracy" in capsys.readouterr().out
     assert main([*args[:4], "--mean", "0.5", "0.5", "0.5", *common]) == 1
     assert "both --mean and --std" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def classifier(world, tmp_path_factory):
+    path = tmp_path_factory.mktemp("classifier") / "classifier.safetensors"
+    street = world / "street"
+    args = [
+        "evaluate",
+        "train-classifier",
+        "--source",
+        str(street / "trainA"),
+        "--target",
+        str(street / "trainB"),
+    ]
+    args += [
+        "--out",
+        str(path),
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--short-side",
+        "32",
+        "--crop-size",
+        "16",
+    ]
+    assert main([*args, "--width", "8", "--depth", "2", "--no-progress"]) == 0
+    return path
+
+
+def test_train_classifier_reports_held_out_accuracy(classifier, capsys):
+    meta = read_metadata(classifier)
+    assert meta["kind"] == "domain-classifier" and meta["view"] == {"short_side": 32, "crop_size": 16}
+    assert meta["held_out"]["source_images"] == 1 and meta["training"]["source_images"] == 5
+
+
+def test_evaluate_realism_scores_and_caches_the_reference(world, classifier, segmenter, tmp_path, capsys):
+    street = world / "street"
+    cache, output = tmp_path / "reference.safetensors", tmp_path / "realism.json"
+    args = [
+        "evaluate",
+        "realism",
+        "--images",
+        str(street / "testA"),
+        "--labels",
+        str(street / "testA_labels"),
+    ]
+    args += ["--classifier", str(classifier), "--segmenter", str(segmenter), "--reference-cache", str(cache)]
+    args += ["--kid-subsets", "5", "--min-class-crops", "2", "--output", str(output), "--no-progress"]
+    reference = ["--reference", str(street / "testB"), "--reference-labels", str(street / "testB_labels")]
+    assert main([*args, *reference]) == 0
+    out = capsys.readouterr().out
+    assert "2 images (16 crops) against 2 reference images (16 crops)" in out
+    assert (
+        "classifier: target share" in out and "segmenter KID" in out and "reference features written" in out
+    )
+    scores = json.loads(output.read_text())
+    assert 0 <= scores["classifier"]["target_share"] <= 1 and scores["view"] == {
+        "short_side": 32,
+        "crop_size": 16,
+    }
+    assert (
+        scores["classifier"]["held_out"]["accuracy"] is not None
+        and "class_matched_kid" in scores["segmenter"]
+    )
+    assert main(args) == 0  # the cached reference, without --reference
+    assert "reference features read from" in capsys.readouterr().out
+    assert json.loads(output.read_text())["classifier"] == scores["classifier"]
+
+
+def test_evaluate_realism_errors_are_one_line(world, classifier, segmenter, tmp_path, capsys):
+    street = world / "street"
+    base = ["evaluate", "realism", "--images", str(street / "testA"), "--reference", str(street / "testB")]
+    assert main([*base, "--no-progress"]) == 1
+    assert "give at least one judge: --classifier FILE" in capsys.readouterr().err
+    assert main([*base, "--inception", str(tmp_path / "pt_inception.pth"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "pt_inception.pth do not exist; semst downloads nothing" in err and len(err.strip().splitlines()) == 1
+    )
+    assert main([*base, "--classifier", str(segmenter), "--no-progress"]) == 1
+    assert "is a semst segmenter checkpoint, not a domain classifier" in capsys.readouterr().err
+    broken = tmp_path / "images"
+    broken.mkdir()
+    (broken / "bad.png").write_bytes(b"not a png")
+    assert main([*base[:3], str(broken), *base[4:], "--classifier", str(classifier), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.png" in err and len(err.strip().splitlines()) == 1

@@ -24,7 +24,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", default="demo-output", metavar="DIR", help="where the world and the study go")
     p.add_argument("--quick", action="store_true", help="tiny world and networks, a few steps (a smoke test)")
-    p.add_argument("--jobs", type=int, metavar="N", help="runs trained at once (default: 2 with two or more cores)")
+    p.add_argument(
+        "--jobs", type=int, metavar="N", help="runs trained at once (default: 2 with two or more cores)"
+    )
     add_progress(p, help="no progress bars")
     add_verbosity(p)
 

@@ -31,7 +31,9 @@ def _seeds(text: str) -> tuple[int, ...]:
             return tuple(range(count))
         return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count (3) or a list of seeds (0,1,5), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a count (3) or a list of seeds (0,1,5), got {text!r}"
+        ) from None
 
 
 def add_parser(subparsers) -> None:
@@ -53,7 +55,9 @@ def add_parser(subparsers) -> None:
         "STUDY/results.json. Run it again to resume; run it with more --variants or --seeds to extend the study.",
         formatter_class=HelpFormatter,
     )
-    run.add_argument("study", metavar="STUDY", help="the study folder (created, or resumed if it holds study.json)")
+    run.add_argument(
+        "study", metavar="STUDY", help="the study folder (created, or resumed if it holds study.json)"
+    )
     data = run.add_argument_group("data (needed when the study is created)")
     data.add_argument(
         "--data",
@@ -61,10 +65,16 @@ def add_parser(subparsers) -> None:
         help="labelled data: world:PATH (a `semst world` folder), or a folder with trainA/, trainB/, "
         "testA/ + testA_labels/, testB/ + testB_labels/",
     )
-    data.add_argument("--source", metavar="NAME:PATH", help="a source data set as downloaded, e.g. gta5:/data/GTA5")
-    data.add_argument("--target", metavar="NAME:PATH", help="a target data set, e.g. cityscapes:/data/cityscapes")
+    data.add_argument(
+        "--source", metavar="NAME:PATH", help="a source data set as downloaded, e.g. gta5:/data/GTA5"
+    )
+    data.add_argument(
+        "--target", metavar="NAME:PATH", help="a target data set, e.g. cityscapes:/data/cityscapes"
+    )
     data.add_argument("--source-test-split", metavar="SPLIT", help="held-out split of --source (labelled)")
-    data.add_argument("--target-test-split", metavar="SPLIT", default="val", help="held-out split of --target")
+    data.add_argument(
+        "--target-test-split", metavar="SPLIT", default="val", help="held-out split of --target"
+    )
     data.add_argument(
         "--segmenter",
         metavar="FILE",
@@ -80,21 +90,31 @@ def add_parser(subparsers) -> None:
         help=f"a set ({sets}) or comma-separated names of: {', '.join(VARIANTS)}",
     )
     what.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="a count (3 = seeds 0, 1, 2) or a list")
-    what.add_argument("--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)")
-    what.add_argument("--baseline", default=None, help="the variant compared with (default: CUT if listed, else the last)")
+    what.add_argument(
+        "--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)"
+    )
+    what.add_argument(
+        "--baseline", default=None, help="the variant compared with (default: CUT if listed, else the last)"
+    )
     what.add_argument("--title", default=None, help="the report's title")
     how = run.add_argument_group("how it runs")
     how.add_argument("--jobs", type=int, default=1, metavar="N", help="runs in parallel worker processes")
-    how.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="only every N-th run, from the I-th")
+    how.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N", help="only every N-th run, from the I-th"
+    )
     how.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     add_progress(run, help="no progress bars")
     add_verbosity(run)
 
     report = commands.add_parser(
-        "report", help="write STUDY/report.html and results.json from what is scored", formatter_class=HelpFormatter
+        "report",
+        help="write STUDY/report.html and results.json from what is scored",
+        formatter_class=HelpFormatter,
     )
     report.add_argument("study", metavar="STUDY")
-    report.add_argument("--pictures", type=int, default=2, metavar="N", help="held-out images drawn per variant")
+    report.add_argument(
+        "--pictures", type=int, default=2, metavar="N", help="held-out images drawn per variant"
+    )
     add_verbosity(report)
 
     merge = commands.add_parser(
@@ -158,11 +178,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"set {name:10s} {', '.join(members)}")
         print()
         for scale in SCALES.values():
-            print(f"scale {scale.name:6s} {scale.steps} steps, {scale.crop} px crops, {scale.base_channels} channels")
+            print(
+                f"scale {scale.name:6s} {scale.steps} steps, {scale.crop} px crops, {scale.base_channels} channels"
+            )
         return 0
     if args.study_command == "merge":
         added = merge_studies(args.study, args.others)
-        print(f"merged {len(added)} run(s) into {args.study}: " + ", ".join(f"{v} seed {s}" for v, s in added))
+        print(
+            f"merged {len(added)} run(s) into {args.study}: " + ", ".join(f"{v} seed {s}" for v, s in added)
+        )
         return 0
     if args.study_command == "report":
         paths = write_study_report(Study.open(args.study), pictures=args.pictures)
@@ -172,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec(args)
     if spec is None:
         if not (Path(args.study) / STUDY_FILE).is_file():
-            raise ValueError(f"{args.study} holds no study yet: name its data with --data or --source/--target")
+            raise ValueError(
+                f"{args.study} holds no study yet: name its data with --data or --source/--target"
+            )
         study = Study.open(args.study)
     else:
         study = Study.create(args.study, spec)
@@ -184,5 +210,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_study_report(study)
         print(f"report {paths['report']}")
     if remaining:
-        print(f"{len(remaining)} run(s) of the study are not scored yet (other shards, or run again to resume)")
+        print(
+            f"{len(remaining)} run(s) of the study are not scored yet (other shards, or run again to resume)"
+        )
     return 0

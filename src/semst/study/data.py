@@ -90,7 +90,10 @@ class StudyData:
         source_train, target_train = open_dataset(source), open_dataset(target)
         source_test = open_dataset(source, split=source_test_split)
         target_test = open_dataset(target, split=target_test_split)
-        for train, test, name in ((source_train, source_test, "source"), (target_train, target_test, "target")):
+        for train, test, name in (
+            (source_train, source_test, "source"),
+            (target_train, target_test, "target"),
+        ):
             if train.split == test.split:
                 raise ValueError(
                     f"the {name} data set's held-out split '{test.split}' is its training split: a study scores "

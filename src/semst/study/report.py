@@ -82,7 +82,9 @@ def _main_table(summary: dict, metrics: Sequence[Metric], notes: dict[str, str])
         if values is None:
             return
         cells = "".join(f"<td>{m.format(values.get(m.key))}</td>" for m in metrics)
-        rows.append(f"<tr class='reference'><td>{_esc(name)}</td>{cells}<td class='note'>{_esc(notes[name])}</td></tr>")
+        rows.append(
+            f"<tr class='reference'><td>{_esc(name)}</td>{cells}<td class='note'>{_esc(notes[name])}</td></tr>"
+        )
 
     reference(FLOOR, "source")
     for variant in summary["variants"]:
@@ -156,7 +158,9 @@ def _flip_table(summary: dict) -> str:
         cells = "".join(f"<td>{100 * summary['flips'][n][t][p]:.1f}</td>" for n in names)
         rows.append(f"<tr><td>{_esc(true)} → {_esc(predicted)}</td>{cells}</tr>")
     head = "".join(f"<th>{_esc(n)}</th>" for n in names)
-    return f"<table><tr><th>true → seen as (% of the true class's pixels)</th>{head}</tr>{''.join(rows)}</table>"
+    return (
+        f"<table><tr><th>true → seen as (% of the true class's pixels)</th>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
 def _class_table(summary: dict, runs: list[dict]) -> str:
@@ -203,7 +207,9 @@ def _bar_chart(summary: dict, metrics: Sequence[Metric], path: Path) -> Path | N
         stds = [summary["table"][v][m.key]["std"] or 0 for v in variants]
         x = np.arange(len(variants))
         heights = [scale * (mean if mean is not None else np.nan) for mean in means]
-        ax.bar(x, heights, yerr=[scale * s for s in stds], capsize=4, color=[colors(i) for i in range(len(x))])
+        ax.bar(
+            x, heights, yerr=[scale * s for s in stds], capsize=4, color=[colors(i) for i in range(len(x))]
+        )
         for i, variant in enumerate(variants):  # the seeds themselves, as dots
             values = list(summary["table"][variant][m.key]["values"].values())
             ax.scatter([i] * len(values), [scale * v for v in values], s=9, color="black", zorder=3)
@@ -231,6 +237,11 @@ def _pictures(study, summary: dict, count: int, folder: Path) -> list[dict]:
     data = study.data
     seed = min(study.spec.seeds)
     grids = []
+    predictions: dict[str, np.ndarray] = {}
+
+    def keep(image_path, _label_path, prediction):
+        predictions[str(image_path)] = prediction
+
     for sample in data.source_test_samples[:count]:
         label = data.source_label(sample)
         rows = [("untranslated source", sample.image)]
@@ -238,11 +249,6 @@ def _pictures(study, summary: dict, count: int, folder: Path) -> list[dict]:
             path = study.run_dir(variant, seed) / "translated" / sample.relative.with_suffix(".png")
             if path.is_file():
                 rows.append((f"{variant} (seed {seed})", path))
-        predictions: dict[str, np.ndarray] = {}
-
-        def keep(image_path, _label_path, prediction):
-            predictions[str(image_path)] = prediction
-
         study.segment([path for _, path in rows], [sample] * len(rows), data.source_label, on_image=keep)
         panels = [
             distortion_panel(
@@ -261,7 +267,9 @@ def _pictures(study, summary: dict, count: int, folder: Path) -> list[dict]:
     return grids
 
 
-def render_study_report(summary: dict, runs: list[dict], spec: dict, metrics: Sequence[Metric], extra: dict) -> str:
+def render_study_report(
+    summary: dict, runs: list[dict], spec: dict, metrics: Sequence[Metric], extra: dict
+) -> str:
     """The HTML page (see the module docstring)."""
     notes = {
         FLOOR: "the target segmenter on the untranslated held-out source images: the floor",
@@ -365,6 +373,7 @@ def write_study_report(study, *, pictures: int = 2, notes: Sequence[str] = ()) -
         extra["grids"] = _pictures(study, summary, pictures, files)
     results_path = write_json(directory / "results.json", {**results, "summary": summary})
     report_path = write_text(
-        directory / "report.html", render_study_report(summary, results["runs"], results["spec"], metrics, extra)
+        directory / "report.html",
+        render_study_report(summary, results["runs"], results["spec"], metrics, extra),
     )
     return {"report": report_path, "results": results_path, "files": files}

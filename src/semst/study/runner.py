@@ -78,7 +78,9 @@ class StudySpec:
         if not names:
             raise StudyError("a study needs at least one variant")
         if self.baseline not in names:
-            raise StudyError(f"the baseline {self.baseline!r} is not one of the variants ({', '.join(names)})")
+            raise StudyError(
+                f"the baseline {self.baseline!r} is not one of the variants ({', '.join(names)})"
+            )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise StudyError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
 
@@ -219,7 +221,9 @@ class Study:
 
         data, scale = self.data, self.spec.scale
         if data.spec.get("kind") != "folder":
-            raise StudyError("give the study a target-domain segmenter (--segmenter FILE) for these data sets")
+            raise StudyError(
+                "give the study a target-domain segmenter (--segmenter FILE) for these data sets"
+            )
         dataset = data.target_test
         train_pairs = [(s.image, s.label) for s in dataset.samples("trainB") if s.label is not None]
         if not train_pairs:
@@ -262,7 +266,9 @@ class Study:
             )
         return self._realism
 
-    def segment(self, images: list[Path], samples, label_of, *, on_image=None, progress: bool = False) -> dict:
+    def segment(
+        self, images: list[Path], samples, label_of, *, on_image=None, progress: bool = False
+    ) -> dict:
         """The segmenter on ``images`` scored against the labels of ``samples`` (same order): distortion
         scores (`semst.evaluation.segmentation.evaluate_segmentation`, with its ``on_image`` callback)."""
         labels = {str(s.label): s for s in samples}
@@ -314,7 +320,10 @@ class Study:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
                 futures = {
-                    pool.submit(_run_in_worker, str(self.directory), variant.name, seed, threads): (variant, seed)
+                    pool.submit(_run_in_worker, str(self.directory), variant.name, seed, threads): (
+                        variant,
+                        seed,
+                    )
                     for variant, seed in todo
                 }
                 for future in concurrent.futures.as_completed(futures):
@@ -445,7 +454,9 @@ def merge_studies(into: str | Path, others: list[str | Path]) -> list[tuple[str,
                 if {k: v for k, v in mine.items() if k != "seconds"} != {
                     k: v for k, v in scores.items() if k != "seconds"
                 }:
-                    raise StudyError(f"{variant.name} seed {seed} was scored differently in {into} and {other_dir}")
+                    raise StudyError(
+                        f"{variant.name} seed {seed} was scored differently in {into} and {other_dir}"
+                    )
                 continue
             write_json(destination, scores)
             added.append((variant.name, seed))

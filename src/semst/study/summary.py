@@ -76,7 +76,9 @@ def paired_difference(variant: dict[int, float], baseline: dict[int, float], hig
     mean, std = _mean_std(differences)
     result: dict[str, Any] = {"seeds": seeds, "differences": differences, "mean": mean, "std": std}
     if len(seeds) < 2:
-        result.update(t=None, verdict="one seed: no spread to compare with", exceeds_spread=False, better=None)
+        result.update(
+            t=None, verdict="one seed: no spread to compare with", exceeds_spread=False, better=None
+        )
         return result
     same_sign = all(d > 0 for d in differences) or all(d < 0 for d in differences)
     t = mean / (std / math.sqrt(len(seeds))) if std > 0 else None  # None: no spread at all
@@ -113,7 +115,9 @@ def _top_flips(matrix: np.ndarray, class_names: Sequence[str], count: int, weigh
     ]
 
 
-def summarize(results: dict[str, Any], metrics: Sequence[Metric], class_names: Sequence[str]) -> dict[str, Any]:
+def summarize(
+    results: dict[str, Any], metrics: Sequence[Metric], class_names: Sequence[str]
+) -> dict[str, Any]:
     """Aggregate `Study.results()` (see the module docstring) for the report and ``results.json``."""
     spec = results["spec"]
     variants = [v["name"] for v in spec["variants"]]
@@ -130,7 +134,9 @@ def summarize(results: dict[str, Any], metrics: Sequence[Metric], class_names: S
     differences = {
         name: {
             metric.key: paired_difference(
-                table[name][metric.key]["values"], table[baseline][metric.key]["values"], metric.higher_is_better
+                table[name][metric.key]["values"],
+                table[baseline][metric.key]["values"],
+                metric.higher_is_better,
             )
             for metric in metrics
         }

@@ -37,7 +37,12 @@ class Variant:
             raise ConfigError(f"variant {self.name!r}: unknown preset {self.preset!r} (valid: {PRESETS})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "preset": self.preset, "overrides": dict(self.overrides), "description": self.description}
+        return {
+            "name": self.name,
+            "preset": self.preset,
+            "overrides": dict(self.overrides),
+            "description": self.description,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
@@ -154,7 +159,13 @@ SCALES: dict[str, Scale] = {
         ),
         Scale("demo", steps=600, crop=128, base_channels=16, num_blocks=6, num_patches=128),
         Scale(
-            "small", steps=1500, crop=128, base_channels=32, num_blocks=6, num_patches=256, segmenter_steps=800
+            "small",
+            steps=1500,
+            crop=128,
+            base_channels=32,
+            num_blocks=6,
+            num_patches=256,
+            segmenter_steps=800,
         ),
     )
 }
