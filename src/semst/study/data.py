@@ -41,6 +41,10 @@ class StudyData:
         source_test, target_test: the held-out data sets and their labelled samples.
         source_train_images, target_train_images: the training images (for the realism classifier and the
             realism reference set).
+        target_train_labels: the label maps of the target training images as train-id PNGs, in their order,
+            or None (then realism is not class-matched).
+        label_files_are_train_ids: whether the held-out label files are train-id PNGs (readable without
+            the data set's converter), as the class-matched realism scores need.
         class_names: the label classes (Cityscapes train ids).
         spec: how the data was named (saved with the study).
     """
@@ -53,6 +57,8 @@ class StudyData:
     target_test_samples: list[Sample]
     source_train_images: list[Path]
     target_train_images: list[Path]
+    target_train_labels: list[Path] | None
+    label_files_are_train_ids: bool
     class_names: list[str]
     spec: dict[str, Any]
 
@@ -69,6 +75,8 @@ class StudyData:
             )
         source_test = _labelled(dataset, "testA")
         target_test = _labelled(dataset, "testB")
+        target_train = dataset.samples("trainB")
+        labelled = all(s.label is not None for s in target_train)
         return cls(
             source=str(root / "trainA"),
             target=str(root / "trainB"),
@@ -77,7 +85,9 @@ class StudyData:
             target_test=dataset,
             target_test_samples=target_test,
             source_train_images=[s.image for s in dataset.samples("trainA")],
-            target_train_images=[s.image for s in dataset.samples("trainB")],
+            target_train_images=[s.image for s in target_train],
+            target_train_labels=[s.label for s in target_train] if labelled else None,
+            label_files_are_train_ids=True,
             class_names=list(TRAIN_ID_NAMES),
             spec={"kind": "folder", "root": str(root.resolve())},
         )
@@ -108,6 +118,8 @@ class StudyData:
             target_test_samples=_labelled(target_test, target_test.split),
             source_train_images=[s.image for s in source_train.samples()],
             target_train_images=[s.image for s in target_train.samples()],
+            target_train_labels=None,  # labels in the data sets' own formats: realism is not class-matched
+            label_files_are_train_ids=False,
             class_names=list(TRAIN_ID_NAMES),
             spec={
                 "kind": "datasets",

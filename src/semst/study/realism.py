@@ -7,21 +7,22 @@ held-out real target) against that reference (`semst.evaluation.realism.realism_
 
 - ``target_share``: the share of the images' crops the classifier calls "target" (higher is more
   realistic; the untranslated source is the floor, held-out real target images are the ceiling);
-- ``kid``: KID x 1000 between the classifier's features of the images and of the reference (lower is more
-  realistic). docs/realism.md says how both were validated.
+- ``kid``: KID between the classifier's features of the images and of the reference (lower is more
+  realistic; on the classifier's own feature scale: compare only scores of one study);
+- ``class_kid``: the same, class-matched (crops compared class by class, so that the domains' different
+  class statistics do not count as a lack of realism), when label maps of both sides are known.
+
+docs/realism.md says how they were validated.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from semst.evaluation.features import file_digest
 from semst.study.summary import Metric
 
 __all__ = ["RealismScorer"]
-
-CLASSIFIER_STEPS = 400
 
 
 class RealismScorer:
@@ -30,13 +31,14 @@ class RealismScorer:
     Args:
         directory: where the classifier and the reference features are kept (``STUDY/realism``).
         source_images, target_images: the real training images of both domains.
-        steps: classifier training steps.
+        steps: classifier training steps (`semst.study.Scale.classifier_steps`).
     """
 
     METRICS: tuple[Metric, ...] = (
         Metric("realism.target_share", "target share (%)", True, True),
-        Metric("realism.kid", "KID x1000", False, False),
+        Metric("realism.kid", "KID", False, False),
     )
+    CLASS_METRIC = Metric("realism.class_kid", "class-matched KID", False, False)
 
     def __init__(
         self,
@@ -44,11 +46,13 @@ class RealismScorer:
         *,
         source_images: list[Path],
         target_images: list[Path],
-        steps: int = CLASSIFIER_STEPS,
+        target_labels: list[Path] | None = None,
+        steps: int = 300,
     ) -> None:
         self.directory = Path(directory)
         self.source_images = source_images
         self.target_images = target_images
+        self.target_labels = target_labels
         self.steps = steps
         self._classifier = None
         self._reference = None
@@ -62,7 +66,7 @@ class RealismScorer:
         return self.directory / "reference.safetensors"
 
     def metrics(self) -> tuple[Metric, ...]:
-        return self.METRICS
+        return (*self.METRICS, self.CLASS_METRIC) if self.target_labels is not None else self.METRICS
 
     def prepare(self, *, progress: bool = True) -> None:
         """Train the classifier and extract the reference features, unless done already."""
@@ -79,7 +83,11 @@ class RealismScorer:
             )
         if not self.reference_path.is_file():
             reference = extract_features(
-                self.target_images, [self.classifier], progress=progress, desc="reference features"
+                self.target_images,
+                [self.classifier],
+                labels=self.target_labels,
+                progress=progress,
+                desc="reference features",
             )
             reference.save(self.reference_path)
 
@@ -99,17 +107,23 @@ class RealismScorer:
             self._reference = FeatureSet.load(self.reference_path)
         return self._reference
 
-    def score(self, images: list[Path], *, progress: bool = True) -> dict[str, Any]:
-        """Realism of ``images`` against the reference: ``target_share``, ``kid`` (x1000), ``kid_std``,
-        and the full scores under ``details``."""
+    def score(self, images: list[Path], *, labels: list[Path] | None = None, progress: bool = True) -> dict:
+        """Realism of ``images`` (with their label maps, for the class-matched KID) against the reference:
+        ``target_share``, ``kid`` and ``kid_std``, ``class_kid`` (None where too few crops of a class are on
+        both sides), and the full scores under ``details``."""
         from semst.evaluation.realism import realism_scores
 
-        scores = realism_scores(images, self.reference, classifier=self.classifier, progress=progress)
+        labels = labels if self.target_labels is not None else None
+        scores = realism_scores(
+            images, self.reference, classifier=self.classifier, labels=labels, progress=progress
+        )
         own = scores[self.classifier.name]
+        matched = (own.get("class_matched_kid") or {}).get("kid")
         return {
             "target_share": own["target_share"],
-            "kid": 1000 * own["kid"]["mean"],
-            "kid_std": 1000 * own["kid"]["std"],
+            "kid": own["kid"]["mean"],
+            "kid_std": own["kid"]["std"],
+            "class_kid": matched,
             "details": scores,
         }
 

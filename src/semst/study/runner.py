@@ -263,6 +263,8 @@ class Study:
                 self.directory / "realism",
                 source_images=data.source_train_images,
                 target_images=data.target_train_images,
+                target_labels=data.target_train_labels,
+                steps=self.spec.scale.classifier_steps,
             )
         return self._realism
 
@@ -285,7 +287,11 @@ class Study:
     def _score(self, images: list[Path], samples, label_of, progress: bool) -> dict[str, Any]:
         """Distortion (the segmenter on ``images`` against the samples' labels) and realism of ``images``."""
         distortion = self.segment(images, samples, label_of, progress=progress)
-        return {"distortion": distortion, "realism": self.realism.score(images, progress=progress)}
+        labels = [s.label for s in samples] if self.data.label_files_are_train_ids else None
+        return {
+            "distortion": distortion,
+            "realism": self.realism.score(images, labels=labels, progress=progress),
+        }
 
     # --- runs -----------------------------------------------------------------------------------------------
 
@@ -419,9 +425,14 @@ def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:
 
 
 def _run_in_worker(directory: str, variant: str, seed: int, threads: int) -> dict[str, Any]:
-    """One run in a worker process (``Study.run`` with ``jobs`` > 1)."""
+    """One run in a worker process (``Study.run`` with ``jobs`` > 1); log lines name the run."""
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{variant} seed {seed}] %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+        root.setLevel(logging.INFO)
+    for handler in root.handlers:  # a worker runs several runs in turn
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [{variant} seed {seed}] %(message)s"))
     study = Study.open(directory)
     match = {v.name: v for v in study.spec.variants}[variant]
     return study.run_one(match, seed, progress=False)

@@ -94,6 +94,7 @@ class Scale:
         num_patches: patches per tap for the patch losses.
         segmenter_steps, segmenter_width, segmenter_crop: the target-domain segmenter a study trains when
             none is given (steps, U-Net width, (height, width) crops).
+        classifier_steps: training steps of the realism scorer's source-vs-target classifier.
     """
 
     name: str
@@ -105,6 +106,7 @@ class Scale:
     segmenter_steps: int = 400
     segmenter_width: int = 16
     segmenter_crop: tuple[int, int] = (128, 256)
+    classifier_steps: int = 300
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,6 +158,7 @@ SCALES: dict[str, Scale] = {
             segmenter_steps=4,
             segmenter_width=8,
             segmenter_crop=(32, 64),
+            classifier_steps=5,
         ),
         Scale("demo", steps=600, crop=128, base_channels=16, num_blocks=6, num_patches=128),
         Scale(

@@ -1,0 +1,217 @@
+"""A study end to end on a tiny world: every run scored, the report, resuming, shards and merging, worker
+processes, extending a study and refusing to mix settings."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from semst.cli import main
+from semst.study import SCALES, VARIANTS, Study, StudyError, StudySpec, merge_studies
+from semst.study.data import open_study_data
+from semst.study.report import write_study_report
+
+pytest.importorskip("skimage")  # the world's target textures
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from semst.world.dataset import write_world
+
+    root = tmp_path_factory.mktemp("world")
+    write_world(root, seed=0, train=4, test=2, size=(128, 64), aerial_size=None, progress=False)
+    return root
+
+
+def _spec(world: Path, **changes) -> StudySpec:
+    spec = StudySpec(
+        data=open_study_data(f"world:{world}").spec,
+        segmenter="",
+        variants=(VARIANTS["SemST"], VARIANTS["CUT"]),
+        seeds=(0, 1),
+        scale=SCALES["tiny"],
+        baseline="CUT",
+        title="tiny study",
+    )
+    return replace(spec, **changes)
+
+
+@pytest.fixture(scope="module")
+def prepared(world, tmp_path_factory) -> Path:
+    """A study whose segmenter, realism scorer and references are ready (copied by the tests that run)."""
+    directory = tmp_path_factory.mktemp("prepared") / "study"
+    Study.create(directory, _spec(world)).prepare(progress=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def complete(prepared, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("complete") / "study"
+    shutil.copytree(prepared, directory)
+    study = Study.open(directory)
+    study.run(progress=False)
+    write_study_report(study, pictures=1)
+    return directory
+
+
+def _scores(directory: Path) -> dict:
+    study = Study.open(directory)
+    return {
+        (r["variant"], r["seed"]): (r["distortion"]["confusion_matrix"], r["realism"]["kid"])
+        for r in study.results()["runs"]
+    }
+
+
+def test_every_run_is_scored_and_reported(complete):
+    study = Study.open(complete)
+    results = study.results()
+    assert results["missing"] == [] and len(results["runs"]) == 4
+    for run in results["runs"]:
+        assert 0 <= run["distortion"]["pixel_accuracy"] <= 1 and len(run["distortion"]["per_class_iou"]) == 19
+        assert 0 <= run["realism"]["target_share"] <= 1 and run["step"] == 2
+        translated = sorted(
+            p.name
+            for p in (complete / "runs" / run["variant"] / f"seed{run['seed']}" / "translated").rglob("*.png")
+        )
+        assert translated == ["test_00000.png", "test_00001.png"]
+    assert set(results["references"]) == {"source", "target"}
+    summary = json.loads((complete / "results.json").read_text())["summary"]
+    assert summary["variants"] == ["SemST", "CUT"] and summary["baseline"] == "CUT"
+    assert set(summary["differences"]) == {"SemST"}
+    page = (complete / "report.html").read_text()
+    for part in (
+        "What the seeds say",
+        "Scores (mean ± std over seeds)",
+        "Differences from CUT",
+        "untranslated source",
+        "real target",
+        "Which classes turned into which",
+        "Where semantics changed",
+        "Every run",
+    ):
+        assert part in page, part
+    for source in re.findall(r"src='([^']+)'", page):
+        assert (complete / source).is_file(), source
+
+
+def test_a_finished_study_is_not_run_again(complete, tmp_path):
+    copy = tmp_path / "study"
+    shutil.copytree(complete, copy)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    assert Study.open(copy).run(progress=False) == []
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()} == before
+
+
+def test_an_interrupted_study_resumes(prepared, complete, tmp_path, monkeypatch):
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    original = Study.run_one
+    calls = []
+
+    def interrupted(self, variant, seed, **kwargs):
+        calls.append((variant.name, seed))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, variant, seed, **kwargs)
+
+    monkeypatch.setattr(Study, "run_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Study.open(directory).run(progress=False)
+    monkeypatch.setattr(Study, "run_one", original)
+    assert len(Study.open(directory).pending()) == 3
+    assert len(Study.open(directory).run(progress=False)) == 3
+    assert _scores(directory).keys() == _scores(complete).keys()
+    for key, (confusion, kid) in _scores(directory).items():
+        assert confusion == _scores(complete)[key][0]  # the same weights, translations and labels
+        assert kid == pytest.approx(_scores(complete)[key][1], rel=1e-4)
+
+
+def test_shards_in_copies_are_merged(prepared, complete, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(prepared, first)
+    shutil.copytree(prepared, second)
+    Study.open(first).run(shard=(0, 2), progress=False)
+    Study.open(second).run(shard=(1, 2), progress=False)
+    assert len(Study.open(first).pending()) == 2
+    added = merge_studies(first, [second])
+    assert sorted(added) == [("CUT", 0), ("CUT", 1)]  # seed-major order: shard 1 had the CUT runs
+    assert Study.open(first).pending() == []
+    assert {k: v[0] for k, v in _scores(first).items()} == {k: v[0] for k, v in _scores(complete).items()}
+    assert merge_studies(first, [second]) == []  # merging again adds nothing
+
+
+def test_worker_processes_give_the_same_scores(prepared, complete, tmp_path):
+    """Two worker processes of one thread each: the same runs; the scores agree up to the last bits that a
+    different thread count changes in the weights (a handful of pixels of the 8-bit translations)."""
+    import numpy as np
+
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    results = Study.open(directory).run(jobs=2, progress=False)
+    assert len(results) == 4
+    mine, reference = _scores(directory), _scores(complete)
+    assert mine.keys() == reference.keys()
+    for key in mine:
+        a, b = np.asarray(mine[key][0]), np.asarray(reference[key][0])
+        assert np.abs(a - b).sum() <= 0.01 * b.sum(), key
+
+
+def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    extended = Study.create(
+        directory,
+        _spec(world, seeds=(0, 1, 2), variants=(VARIANTS["SemST"], VARIANTS["CUT"], VARIANTS["FastCUT"])),
+    )
+    assert extended.spec.seeds == (0, 1, 2) and [v.name for v in extended.spec.variants] == [
+        "SemST",
+        "CUT",
+        "FastCUT",
+    ]
+    assert len(extended.pending()) == 9
+    with pytest.raises(StudyError, match="another scale"):
+        Study.create(directory, _spec(world, scale=SCALES["demo"]))
+    changed = replace(VARIANTS["CUT"], overrides={"loss.contrastive_weight": 2.0})
+    with pytest.raises(StudyError, match="defined differently"):
+        Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], changed)))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty"):
+        Study.create(tmp_path / "busy", _spec(world))
+    with pytest.raises(StudyError, match="baseline"):
+        _spec(world, baseline="FastCUT")
+    with pytest.raises(StudyError, match="not a study folder"):
+        Study.open(tmp_path)
+
+
+def test_the_command_line(world, prepared, tmp_path, capsys):
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)  # same data, segmenter, scale: the CLI extends it by a variant
+    args = [
+        "study",
+        "run",
+        str(directory),
+        "--data",
+        f"world:{world}",
+        "--scale",
+        "tiny",
+        "--variants",
+        "SemST,CUT,SemST-TS0",
+        "--seeds",
+        "1",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "report" in out and "not scored yet" in out  # seed 1 of the first spec is still pending
+    assert main(["study", "report", str(directory), "--pictures", "0"]) == 0
+    assert (directory / "report.html").is_file()
+    assert main(["study", "variants"]) == 0
+    assert "SemST-PatchNCE" in capsys.readouterr().out
+    assert main(["study", "run", str(tmp_path / "nothing"), "--no-progress"]) == 1
+    assert "holds no study yet" in capsys.readouterr().err

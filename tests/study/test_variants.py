@@ -1,0 +1,57 @@
+"""Variants, sets and scales: what each run's config is."""
+
+from __future__ import annotations
+
+import pytest
+
+from semst.config import ConfigError
+from semst.study.variants import SCALES, VARIANT_SETS, VARIANTS, Variant, resolve_variants, run_config
+
+
+def test_table3_is_the_papers_ablation_plus_the_baselines():
+    assert VARIANT_SETS["table3"] == (
+        "SemST",
+        "SemST-single-scale",
+        "SemST-PatchNCE",
+        "SemST-TS0",
+        "SemST-TS1",
+        "CUT",
+        "FastCUT",
+    )
+    scale = SCALES["demo"].overrides(train_images=60)
+    configs = {name: run_config(VARIANTS[name], scale, source="A", target="B", seed=3) for name in VARIANTS}
+    full = configs["SemST"]
+    assert full.multiscale.enabled and full.loss.contrastive == "hdce" and full.loss.ts_weight == 2.0
+    assert not configs["SemST-single-scale"].multiscale.enabled
+    assert (
+        configs["SemST-PatchNCE"].loss.contrastive == "patchnce"
+        and configs["SemST-PatchNCE"].loss.ts_weight == 2
+    )
+    assert configs["SemST-TS0"].loss.ts_weight == 0 and configs["SemST-TS1"].loss.ts_weight == 1
+    assert configs["CUT"].loss.contrastive == "patchnce" and configs["CUT"].loss.ts_weight == 0
+    assert configs["FastCUT"].loss.flip_equivariance
+    for config in configs.values():  # every variant runs at the same scale, with the run's data and seed
+        assert config.train.max_steps == 600 and config.generator.base_channels == 16
+        assert config.data.source == "A" and config.data.target == "B" and config.train.seed == 3
+        assert config.data.crop_size == 128 and config.multiscale.local_size == 128
+        assert config.train.constant_epochs + config.train.decay_epochs == 10  # 600 steps / 60 images
+
+
+def test_variant_overrides_win_over_the_scale():
+    variant = Variant("wide", "semst", {"generator.base_channels": 24})
+    config = run_config(variant, SCALES["tiny"].overrides(4), source="A", target="B", seed=0)
+    assert config.generator.base_channels == 24
+
+
+def test_resolving_names_and_errors():
+    assert [v.name for v in resolve_variants("demo")] == ["SemST", "CUT"]
+    assert [v.name for v in resolve_variants("CUT,SemST-TS0")] == ["CUT", "SemST-TS0"]
+    with pytest.raises(ConfigError, match="unknown variants"):
+        resolve_variants("CUT,Pix2Pix")
+    with pytest.raises(ConfigError, match="listed twice"):
+        resolve_variants(["CUT", "CUT"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        Variant("x", "pix2pix")
+    with pytest.raises(ConfigError, match="folder name"):
+        Variant("a/b", "cut")
+    assert Variant.from_dict(VARIANTS["SemST-TS1"].to_dict()) == VARIANTS["SemST-TS1"]
