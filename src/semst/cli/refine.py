@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
         choices=("fail", "skip"),
         default="fail",
         help="a label map that cannot be decoded, differs in size from its image or holds ids outside the "
-        "data set's label table: fail before any work, naming each (default), or skip its sample (neither "
+        "data set's label table: fail before any work, naming each, or skip its sample (neither "
         "image nor label written; listed in refine.json)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (to try settings)")
