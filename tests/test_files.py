@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from semst.files import atomic_path, atomic_write, write_json, write_text
+from semst.files import atomic_path, atomic_write, remove_temporaries, write_json, write_text
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -119,3 +119,22 @@ def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(LookupError), atomic_write(tmp_path / "a", "w", encoding="no-such-codec"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_temporaries_removes_only_semst_names(tmp_path):
+    killed = tmp_path / "sub"
+    with pytest.raises(KeyboardInterrupt), atomic_write(killed / "image.png") as stream:
+        stream.write(b"half")
+        leftover = next(killed.glob(".image.png.*.tmp"))
+        os.link(leftover, killed / "copy-of-leftover")  # keep a name: the context manager removes its own
+        raise KeyboardInterrupt
+    os.replace(killed / "copy-of-leftover", leftover)  # what a SIGKILL would have left
+    others = [tmp_path / "notes.tmp", tmp_path / ".x.tmp", tmp_path / f".x.{'g' * 32}.tmp", killed / "a.png"]
+    for path in others:
+        path.write_text("user")
+    (tmp_path / f".folder.{'a' * 32}.tmp").mkdir()  # a folder with the name: not a file, kept
+    assert remove_temporaries(tmp_path) == []  # not recursive: the leftover is in a sub-folder
+    assert remove_temporaries(tmp_path, recursive=True) == [leftover]
+    assert all(path.read_text() == "user" for path in others)
+    assert (tmp_path / f".folder.{'a' * 32}.tmp").is_dir()
+    assert remove_temporaries(tmp_path / "missing") == []

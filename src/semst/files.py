@@ -22,7 +22,9 @@ Two context managers, for the two ways libraries write:
 and two shortcuts, :func:`write_text` and :func:`write_json`.
 
 Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
-them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``.
+them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``;
+:func:`remove_temporaries` deletes exactly those names (``semst train`` and ``semst refine`` call it on their
+folders when they start, holding the folder's lock, `semst.locking`).
 They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask, usually
 ``0o644``), not ``tempfile.mkstemp``'s ``0o600``, so a written file is as readable as any other;
 :func:`atomic_path` restores them when the writer replaced the file with one of its own (safetensors does).
@@ -33,15 +35,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "file_lock", "write_json", "write_text"]
+__all__ = ["TEMPORARY_NAME", "atomic_path", "atomic_write", "remove_temporaries", "write_json", "write_text"]
 
 _MODES = ("w", "wt", "wb")
+
+TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+"""The names of this module's temporary files, ``.NAME.<32 hex digits>.tmp`` (matched with ``fullmatch``)."""
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
@@ -155,21 +161,29 @@ def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 
     return write_text(path, json.dumps(data, indent=indent))
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) for the block.
+def remove_temporaries(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
+    """Deletes the temporary files this module left in ``folder`` when a process was killed mid-write.
 
-    A second process asking for the same lock waits until the first leaves the block or dies: the kernel
-    releases a dead process's locks, so no stale lock is ever left behind. Meant for work that several
-    processes of one job may start at once (e.g. the shared preparation of a study's shards).
+    Only names of the form ``.NAME.<32 hex digits>.tmp`` (:data:`TEMPORARY_NAME`) are removed, and only plain
+    files (never symbolic links or folders). Call it only while no other process can be writing to
+    ``folder`` (hold its `semst.locking.FolderLock`): a live writer's temporary file has the same form.
+
+    Args:
+        folder: The folder to clean; a missing folder is fine.
+        recursive: Also clean its sub-folders (symbolic links to folders are not followed).
+
+    Returns:
+        The files removed.
     """
-    import fcntl
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for directory, _, names in walk:
+        for name in names:
+            path = Path(directory) / name
+            if TEMPORARY_NAME.fullmatch(name) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)

@@ -1,74 +1,435 @@
 """Refine a whole labelled data set into the target look, for unsupervised domain adaptation (paper 4.3).
 
-``refine_dataset(model, dataset, out)`` translates every image of a data set (semst.data.datasets) at full
+``refine_dataset(model, samples, out)`` translates every image of a data set (semst.data.datasets) at full
 resolution with a trained translator and writes it at the same relative path under ``out``, with the
 label maps copied (or hard-linked) unchanged next to them, so a domain-adaptation code base (DAFormer,
 HRDA, SePiCo, ProDA, BDL, ...) trains on the refined data by changing only its data root.
 
-* **Resumable.** Every file is written atomically (a temporary file, then a rename), so an interrupted run
-  leaves no half-written image; running again skips what exists and writes the rest.
-* **Safe.** The output folder may not be the data set's folder or lie inside it; source files are only
-  read.
-* **Checked.** At the end every sample must have its image (and label) in ``out``; ``out/refine.json`` is a
-  manifest of what was written, from which checkpoint, with which settings, and what failed.
+* **One producer per folder.** ``out/refine.json`` names the translator that made the outputs (the checkpoint's
+  SHA-256 and step, the tiling) and records every output file with its own SHA-256. The manifest is written
+  before the first image, and each output is appended to ``out/.refine-journal.jsonl`` as soon as it is
+  written, so even a killed run leaves a record. A run into a folder made by another checkpoint (or holding
+  files refine did not write) is refused, naming what made them: outputs of two checkpoints never mix.
+* **Resumable.** Every file is written atomically (a temporary file, then a rename); running again keeps the
+  recorded outputs that are intact (same size and time, or same SHA-256) and writes the rest; temporary files
+  of a killed run are removed.
+* **Exclusive.** The output folder is locked while refine runs (`semst.locking.FolderLock`): a second refine
+  into it stops at once.
+* **Safe.** The output folder may not be the data set's folder or lie inside it, and no output may be one of
+  the inputs, symbolic links followed (`check_outputs_against_inputs`); source files are only read.
+* **Checked.** Label maps are validated before any work (decodable, the image's size, ids of the data set's
+  label table or 255); bad ones stop the run, each named, or with ``bad_labels="skip"`` their samples are left
+  out and listed. Dangling symbolic links are reported. At the end every sample must have its image (and
+  label) in ``out``.
+* **Quality gate** (`QualityGate`): a target-domain segmenter scores every refined frame against its own source
+  labels as it is refined (pixel accuracy, mean IoU); frames below a threshold are flagged or left out, and the
+  manifest summarises which classes turned into which across the data set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from semst.data.datasets import TRAIN_ID_TABLE, LabelError, check_label_file, dangling_link
 from semst.data.images import ImageLoadError, load_rgb, save_image
-from semst.files import atomic_path, write_json
+from semst.data.labels import IGNORE_INDEX, NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
+from semst.files import atomic_path, remove_temporaries, write_json
+from semst.locking import LOCK_NAME, FolderLock
 from semst.tiling import Tiling
 
 log = logging.getLogger("semst.refine")
 
 MANIFEST = "refine.json"
+JOURNAL = ".refine-journal.jsonl"
+FORMAT_VERSION = 2
+BAD_LABEL_MODES = ("fail", "skip")
+# Formats whose written file differs from the image in memory: the quality gate scores the file.
+_LOSSY = frozenset({".jpg", ".jpeg", ".webp"})
+# Offending files named in one error message at most.
+_MAX_LISTED = 100
+_TOP_FLIPS = 10
+
+
+class RefineError(ValueError):
+    """refine cannot run as asked: outputs would overwrite inputs, the output folder holds another producer's
+    files, label maps are bad, or the quality gate cannot be used. The message names the files."""
+
+
+@dataclass
+class QualityGate:
+    """Scores every refined frame with a target-domain segmenter against the frame's own source labels.
+
+    Attributes:
+        segmenter: A callable taking (B, 3, H, W) float RGB in [0, 1] and returning logits (B, C, h, w), e.g.
+            `semst.segmentation.loading.load_segmenter`'s `Segmenter`.
+        num_classes: C, the classes of the labels (train ids 0..C-1; 255 is ignored).
+        class_names: Names of the label ids, for the flip summary (default: the Cityscapes train ids').
+        flag_below: Frames whose pixel accuracy is below this fraction are flagged (listed), or None.
+        drop_below: Frames whose pixel accuracy is below this fraction are not written (listed), or None.
+        device: Where the segmenter runs.
+        identity: What to record about the segmenter (its file and SHA-256).
+    """
+
+    segmenter: Callable[[torch.Tensor], object]
+    num_classes: int = NUM_TRAIN_IDS
+    class_names: Sequence[str] | None = None
+    flag_below: float | None = None
+    drop_below: float | None = None
+    device: str | torch.device = "cpu"
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("flag_below", "drop_below"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise RefineError(f"{name} must be a pixel accuracy between 0 and 1 (0.8 = 80%), got {value}")
+
+    def name_of(self, class_id: int) -> str:
+        names = list(self.class_names) if self.class_names is not None else list(TRAIN_ID_NAMES)
+        return names[class_id] if 0 <= class_id < len(names) else f"class {class_id}"
 
 
 @dataclass
 class RefineReport:
     written: int = 0
-    skipped: int = 0  # outputs that already existed (a resumed run)
+    skipped: int = 0  # outputs that already existed, recorded and intact (a resumed run)
     labels: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason)
     missing: list[str] = field(default_factory=list)  # outputs absent after the run
+    rewritten: list[str] = field(default_factory=list)  # outputs present but unrecorded or changed: redone
+    bad_labels: list[tuple[str, str]] = field(default_factory=list)  # (label, reason), skipped samples
+    dropped: list[str] = field(default_factory=list)  # frames left out by the quality gate
+    flagged: list[str] = field(default_factory=list)  # frames below the quality gate's flag threshold
+    quality: dict | None = None  # the quality gate's summary (as in the manifest)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.missing
 
 
-def _copy_atomic(source: Path, destination: Path, *, link: bool) -> None:
-    """Copies or hard-links ``source`` to ``destination``; no half-written file is ever visible there."""
-    if link:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, destination)  # a new name for complete data: atomic by itself
-            return
-        except OSError:  # another file system, links not allowed, or the name exists: copy instead
-            pass
-    with atomic_path(destination) as temporary:
-        shutil.copy2(source, temporary)
+# --- checks before any work -------------------------------------------------------------------------------
 
 
 def check_output_folder(root: Path, out: Path) -> None:
     """Refuse an output folder that is the data set's folder or inside it (source files must stay intact)."""
     root, out = root.resolve(), out.resolve()
     if out == root or root in out.parents:
-        raise ValueError(
+        raise RefineError(
             f"the output folder {out} is the data set's folder {root} or inside it; choose a folder outside "
             "the data set, so that no source file can be overwritten"
         )
+
+
+def check_outputs_against_inputs(samples: Sequence, out: str | Path) -> None:
+    """Refuse to run when a file refine would write is one of its inputs, paths resolved (symbolic links
+    followed): a data set whose ``trainA`` links to ``OUT/trainA``, or an ``OUT/images`` linking into the
+    data set, would make refine skip the sources as "already refined" or overwrite them.
+
+    Raises:
+        RefineError: The first colliding output and input are named.
+    """
+    out = Path(out)
+    inputs: dict[str, Path] = {}
+    for sample in samples:
+        for path in (sample.image, sample.label):
+            if path is not None:
+                inputs.setdefault(os.path.realpath(path), Path(path))
+    outputs = [out / name for name in (MANIFEST, JOURNAL, LOCK_NAME)]
+    for sample in samples:
+        outputs.append(out / sample.relative)
+        if sample.label_relative is not None:
+            outputs.append(out / sample.label_relative)
+    for output in outputs:
+        resolved = os.path.realpath(output)
+        source = inputs.get(resolved)
+        if source is not None:
+            raise RefineError(
+                f"the output {output} is the input {source} (both are {resolved}, through a symbolic link): "
+                "refine would overwrite its own source, or take it for a refined image. Choose an output folder "
+                "that shares no files with the data set; nothing was written"
+            )
+
+
+def _check_train_id_label(sample) -> None:
+    """Validates a label of train ids (0..18 or 255), for samples without a data-set layout."""
+    check_label_file(
+        Path(sample.label),
+        Path(sample.image),
+        lambda path: (load_label_map(path), TRAIN_ID_TABLE),
+        "train-id",
+    )
+
+
+# --- who made the outputs ---------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weights_sha256(model) -> str:
+    """The SHA-256 of a model's weights (names, shapes and bytes), for translators without a checkpoint file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def producer_identity(model, tiling: Tiling) -> dict[str, Any]:
+    """What makes a refined image: the checkpoint (file SHA-256, step) and the tiling that shapes the output.
+
+    A translator built in memory (no checkpoint file) is identified by the SHA-256 of its weights instead.
+    The tile batch size is recorded but not part of the identity: it changes speed, not the pixels.
+    """
+    path = getattr(model, "checkpoint_path", None)
+    identity = {
+        "checkpoint": str(path) if path is not None else None,
+        "checkpoint_sha256": file_sha256(path) if path is not None else None,
+        "weights_sha256": None if path is not None else _weights_sha256(model),
+        "checkpoint_step": model.step,
+        "translator": model.kind,
+        "tiling": dataclasses.asdict(tiling),
+    }
+    return identity
+
+
+def _identity_key(producer: dict[str, Any]) -> tuple:
+    tiling = {k: v for k, v in (producer.get("tiling") or {}).items() if k != "batch"}
+    return (
+        producer.get("checkpoint_sha256") or producer.get("weights_sha256"),
+        producer.get("checkpoint_step"),
+        producer.get("translator"),
+        tuple(sorted(tiling.items())),
+    )
+
+
+def _describe_producer(producer: dict[str, Any]) -> str:
+    digest = producer.get("checkpoint_sha256") or producer.get("weights_sha256") or "?"
+    where = producer.get("checkpoint") or "a translator without a checkpoint file"
+    return f"{where} (SHA-256 {digest[:12]}..., step {producer.get('checkpoint_step')}, tiling {producer.get('tiling')})"
+
+
+def _file_record(path: Path, **extra: Any) -> dict[str, Any]:
+    stat = path.stat()
+    return {"sha256": file_sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra}
+
+
+def _intact(path: Path, record: dict[str, Any] | None) -> bool:
+    """Whether ``path`` is the file ``record`` describes: same size and time, or failing that, same SHA-256."""
+    if record is None or not path.is_file():
+        return False
+    stat = path.stat()
+    if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
+        return True
+    return stat.st_size == record.get("size") and file_sha256(path) == record.get("sha256")
+
+
+def _read_records(out: Path) -> tuple[dict | None, dict[str, dict]]:
+    """The manifest (or None) and every output record: the manifest's, then the journal's."""
+    manifest = None
+    records: dict[str, dict] = {}
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RefineError(
+                f"{path} is not a readable refine manifest ({error}); refine into a new folder"
+            ) from error
+        if not isinstance(manifest, dict) or manifest.get("format") != "semst-refined":
+            raise RefineError(f"{path} is not a semst refine manifest; refine into a new folder")
+        records.update(manifest.get("outputs") or {})
+    journal = out / JOURNAL
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                records[entry.pop("output")] = entry
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a line cut short by a kill: that output is redone
+    return manifest, records
+
+
+def _check_producer(
+    out: Path, manifest: dict | None, records: dict, producer: dict, samples: Sequence
+) -> None:
+    """Refuse a folder whose outputs another producer made, or that holds files refine did not write."""
+    if manifest is None and not records:
+        present = [
+            out / rel
+            for sample in samples
+            for rel in (sample.relative, sample.label_relative)
+            if rel is not None and (out / rel).exists()
+        ]
+        if present:
+            raise RefineError(
+                f"{out} already holds files that no refine recorded (e.g. {present[0]}; {len(present)} in all) "
+                "and has no refine.json: refine would take them for refined images or overwrite them. Choose "
+                "an empty or new output folder; nothing was written"
+            )
+        return
+    old = (manifest or {}).get("producer")
+    if old is None:
+        raise RefineError(
+            f"{out / MANIFEST} was written by an earlier semst that did not record which checkpoint made each "
+            "output, so the outputs there cannot be verified; refine into a new folder"
+        )
+    if _identity_key(old) != _identity_key(producer):
+        present = [rel for rel in records if (out / rel).exists()]
+        if present:
+            raise RefineError(
+                f"{out} holds {len(present)} output(s) made by {_describe_producer(old)}; this refine uses "
+                f"{_describe_producer(producer)}. Outputs of two producers would mix: refine into another "
+                "folder, or delete this one to start over; nothing was written"
+            )
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+def _copy_atomic(source: Path, destination: Path, *, link: bool) -> None:
+    """Copies or hard-links ``source`` to ``destination``; no half-written file is ever visible there."""
+    if link:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temporary = destination.parent / f".{destination.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            os.link(source, temporary)  # a new name for complete data, then renamed over the destination
+            os.replace(temporary, destination)
+            return
+        except OSError:  # another file system, or links not allowed: copy instead
+            temporary.unlink(missing_ok=True)
+    with atomic_path(destination) as temporary:
+        shutil.copy2(source, temporary)
+
+
+def _journal_add(journal, output: str, record: dict[str, Any]) -> None:
+    """Appends an output's record to the open journal, flushed at once, so a killed run leaves its records."""
+    journal.write(json.dumps({"output": output, **record}) + "\n")
+    journal.flush()
+
+
+class _Scorer:
+    """The quality gate's running state: per-frame scores and the confusion over the whole data set."""
+
+    def __init__(self, gate: QualityGate, load_label: Callable) -> None:
+        from semst.evaluation import confusion_counts, segmentation_scores
+        from semst.evaluation.segmentation import predict_labels
+
+        self.gate = gate
+        self.load_label = load_label
+        self._counts_of = confusion_counts
+        self._scores_of = segmentation_scores
+        self._predict = predict_labels
+        self.total = np.zeros((gate.num_classes, gate.num_classes + 1), dtype=np.int64)  # (C, C + 1)
+        self.frames: dict[str, dict[str, float | None]] = {}
+        self.unscored: list[str] = []
+
+    def score(self, sample, image) -> dict[str, float | None] | None:
+        """Scores one refined frame (a PIL image) against its sample's labels; None without labels."""
+        if sample.label is None:
+            self.unscored.append(Path(sample.relative).as_posix())
+            return None
+        label = self.load_label(sample)  # (H, W) train ids
+        prediction = self._predict(
+            self.gate.segmenter, image, num_classes=self.gate.num_classes, device=self.gate.device
+        )  # (H, W)
+        counts = self._counts_of(prediction, label, self.gate.num_classes, IGNORE_INDEX)  # (C, C + 1)
+        self.total += counts
+        scores = self._scores_of(counts)
+        frame = {"pixel_accuracy": scores["pixel_accuracy"], "mean_iou": scores["mean_iou"]}
+        self.frames[Path(sample.relative).as_posix()] = frame
+        return frame
+
+    def below(self, frame: dict | None, threshold: float | None) -> bool:
+        if frame is None or threshold is None or frame["pixel_accuracy"] is None:
+            return False
+        return frame["pixel_accuracy"] < threshold
+
+    def summary(self, flagged: list[str], dropped: list[str]) -> dict[str, Any]:
+        overall = self._scores_of(self.total)
+        num_pixels = overall["num_pixels"]
+        label_total = self.total.sum(axis=1)  # (C,)
+        flips = []
+        for true_id, predicted_id in zip(*np.nonzero(self.total)):
+            if true_id == predicted_id:
+                continue
+            pixels = int(self.total[true_id, predicted_id])
+            flips.append(
+                {
+                    "true_id": int(true_id),
+                    "true": self.gate.name_of(int(true_id)),
+                    "predicted_id": int(predicted_id) if predicted_id < self.gate.num_classes else None,
+                    "predicted": self.gate.name_of(int(predicted_id))
+                    if predicted_id < self.gate.num_classes
+                    else "no class",
+                    "pixels": pixels,
+                    "share": pixels / num_pixels,
+                    "share_of_true": pixels / int(label_total[true_id]),
+                }
+            )
+        flips.sort(key=lambda flip: (-flip["pixels"], flip["true_id"], flip["predicted_id"] or 0))
+        worst = sorted(
+            (name for name, frame in self.frames.items() if frame["pixel_accuracy"] is not None),
+            key=lambda name: (self.frames[name]["pixel_accuracy"], name),
+        )
+        return {
+            **self.gate.identity,
+            "metric": "pixel_accuracy",
+            "flag_below": self.gate.flag_below,
+            "drop_below": self.gate.drop_below,
+            "scored": len(self.frames),
+            "unscored": self.unscored,
+            "pixel_accuracy": overall["pixel_accuracy"],
+            "class_accuracy": overall["class_accuracy"],
+            "mean_iou": overall["mean_iou"],
+            "num_pixels": num_pixels,
+            "flagged": flagged,
+            "dropped": dropped,
+            "worst": [{"frame": name, **self.frames[name]} for name in worst[:5]],
+            "flips": flips[:_TOP_FLIPS],
+            "frames": self.frames,
+        }
+
+
+def _validate_labels(
+    samples: Sequence, check: Callable, records: dict, out: Path, progress: bool
+) -> list[tuple[Any, LabelError]]:
+    """Every label not yet copied intact into ``out``, validated; returns the bad ones with their errors."""
+    pending = [
+        sample
+        for sample in samples
+        if sample.label is not None
+        and not _intact(out / sample.label_relative, records.get(Path(sample.label_relative).as_posix()))
+    ]
+    bad = []
+    for sample in tqdm(pending, desc="check labels", unit="label", disable=not progress, dynamic_ncols=True):
+        try:
+            check(sample)
+        except LabelError as error:
+            bad.append((sample, error))
+    return bad
 
 
 def refine_dataset(
@@ -81,6 +442,9 @@ def refine_dataset(
     link_labels: bool = False,
     progress: bool = True,
     tiling: Tiling | None = None,
+    dataset=None,
+    bad_labels: str = "fail",
+    quality: QualityGate | None = None,
 ) -> RefineReport:
     """Translate ``samples`` (semst.data.datasets.Sample) into ``out``, mirroring their relative paths.
 
@@ -90,62 +454,259 @@ def refine_dataset(
         samples: the data set's samples (image, label, relative paths).
         out: the output root.
         root: the data set's root (checked against ``out``).
-        description: what to record in the manifest about the data set (name, root, split).
+        description: what to record in the manifest about the data set (name, root, splits).
         link_labels: hard-link label maps instead of copying them (falls back to copying).
         tiling: how large images are cut (default: the translator's, `Translator.default_tiling`).
+        dataset: the `semst.data.datasets.DatasetLayout` the samples come from: its label table validates the
+            label maps and its `load_label` gives the quality gate train ids. Without it, labels must hold
+            train ids (0..18, 255).
+        bad_labels: ``"fail"``: stop before any work if a label map is bad, naming each; ``"skip"``: leave
+            those samples out (neither image nor label written) and list them in the report and manifest.
+        quality: score every refined frame with a segmenter (`QualityGate`).
+
+    Raises:
+        RefineError: an output would overwrite an input; ``out`` holds another producer's outputs or files
+            refine did not write; bad label maps with ``bad_labels="fail"``.
+        semst.locking.FolderLockedError: another refine is writing ``out``.
     """
+    if bad_labels not in BAD_LABEL_MODES:
+        raise ValueError(f"bad_labels must be one of {BAD_LABEL_MODES}, got {bad_labels!r}")
     out = Path(out)
     check_output_folder(Path(root), out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs_against_inputs(samples, out)
+    tiling = tiling if tiling is not None else model.default_tiling()
+    producer = producer_identity(model, tiling)
+    if quality is not None and not any(sample.label is not None for sample in samples):
+        raise RefineError(
+            "the quality gate scores refined frames against their labels, but no sample has one"
+        )
+    created = not out.exists()
+    lock = FolderLock(out, "semst refine").acquire()
+    try:
+        return _refine_locked(
+            model,
+            samples,
+            out,
+            root=root,
+            description=description,
+            link_labels=link_labels,
+            progress=progress,
+            tiling=tiling,
+            dataset=dataset,
+            bad_labels=bad_labels,
+            quality=quality,
+            producer=producer,
+        )
+    except BaseException:
+        lock.release()
+        lock = None
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # nothing of this attempt is left behind in a folder it created (if empty)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _refine_locked(
+    model,
+    samples: Sequence,
+    out: Path,
+    *,
+    root,
+    description,
+    link_labels: bool,
+    progress: bool,
+    tiling: Tiling,
+    dataset,
+    bad_labels: str,
+    quality: QualityGate | None,
+    producer: dict,
+) -> RefineReport:
+    manifest, records = _read_records(out)
+    _check_producer(out, manifest, records, producer, samples)
+    if manifest is not None and _identity_key(manifest["producer"]) != _identity_key(producer):
+        records = {}  # another producer's manifest without any output left: start afresh
     report = RefineReport()
+
+    check = dataset.check_label if dataset is not None else _check_train_id_label
+    bad = _validate_labels(samples, check, records, out, progress)
+    if bad and bad_labels == "fail":
+        if len(bad) == 1:
+            raise RefineError(
+                f"{bad[0][1]}; nothing was refined: fix it, or pass --bad-labels skip to leave its sample out"
+            )
+        listed = "\n".join(f"  {error}" for _, error in bad[:_MAX_LISTED])
+        more = f"\n  ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else ""
+        raise RefineError(
+            f"{len(bad)} label maps cannot be used; nothing was refined: fix them, or pass --bad-labels skip to "
+            f"leave their samples out:\n{listed}{more}"
+        )
+    skipped_samples = {id(sample) for sample, _ in bad}
+    report.bad_labels = [(str(error.path), error.reason) for _, error in bad]
+    for sample, error in bad:
+        log.warning("left out %s: %s", sample.image, error)
+    dangling = [sample.image for sample in samples if dangling_link(Path(sample.image)) is not None]
+    for path in dangling:
+        log.warning("%s is %s; it cannot be refined", path, dangling_link(Path(path)))
+
+    removed = remove_temporaries(out, recursive=True)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted refine", len(removed))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for sample in tqdm(samples, desc="refine", unit="img", disable=not progress, dynamic_ncols=True):
-        destination = out / sample.relative
-        if destination.is_file():
-            report.skipped += 1
-        else:
-            try:
-                image = load_rgb(sample.image)
-            except ImageLoadError as exc:
-                log.error("skipped %s: %s", sample.image, exc)
-                report.failed.append((str(sample.image), str(exc)))
+    base = {
+        "format": "semst-refined",
+        "format_version": FORMAT_VERSION,
+        "dataset": description or {"root": str(root)},
+        "producer": producer,
+        "checkpoint": producer["checkpoint"],
+        "checkpoint_step": producer["checkpoint_step"],
+        "multiscale": model.kind == "multi-scale",
+        "tiling": producer["tiling"],
+        "labels": "hard links" if link_labels else "copies",
+        "samples": len(samples),
+    }
+    # The manifest names the producer before the first output is written; the journal then grows with it.
+    write_json(out / MANIFEST, {**base, "status": "running", "started": started, "outputs": records})
+    (out / JOURNAL).unlink(missing_ok=True)
+    load_label = dataset.load_label if dataset is not None else (lambda sample: load_label_map(sample.label))
+    scorer = _Scorer(quality, load_label) if quality is not None else None
+    made_by = {"checkpoint_sha256": producer["checkpoint_sha256"] or producer["weights_sha256"]}
+    made_by["checkpoint_step"] = producer["checkpoint_step"]
+    kept_below: list[str] = []
+    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+        for sample in tqdm(samples, desc="refine", unit="img", disable=not progress, dynamic_ncols=True):
+            if id(sample) in skipped_samples:
                 continue
-            try:
-                # Large images get a second progress bar over their tile batches.
-                big = progress and image.width * image.height > 1_000_000
-                save_image(model.translate(image, tiling, progress=big), destination)
-            except (OSError, ValueError, RuntimeError) as exc:
-                log.error("failed on %s: %s", sample.image, exc)
-                report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
-                continue
-            report.written += 1
-        if sample.label is not None:
-            label_destination = out / sample.label_relative
-            if not label_destination.is_file():
-                _copy_atomic(Path(sample.label), label_destination, link=link_labels)
-                report.labels += 1
-    # Final check: every sample has its outputs.
+            name = Path(sample.relative).as_posix()
+            destination = out / sample.relative
+            frame = None
+            if _intact(destination, records.get(name)):
+                report.skipped += 1
+                if scorer is not None:
+                    frame = scorer.score(sample, load_rgb(destination))
+                    if scorer.below(frame, quality.drop_below):
+                        kept_below.append(name)  # written by an earlier run: kept, and flagged below
+            else:
+                if destination.exists():
+                    log.warning(
+                        "%s was not recorded as written by this checkpoint (or changed): refining it again",
+                        destination,
+                    )
+                    report.rewritten.append(name)
+                try:
+                    image = load_rgb(sample.image)
+                except ImageLoadError as exc:
+                    reason = dangling_link(Path(sample.image)) or str(exc)
+                    log.error("skipped %s: %s", sample.image, reason)
+                    report.failed.append((str(sample.image), reason))
+                    continue
+                try:
+                    # Large images get a second progress bar over their tile batches.
+                    big = progress and image.width * image.height > 1_000_000
+                    refined = model.translate(image, tiling, progress=big)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    log.error("failed on %s: %s", sample.image, exc)
+                    report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
+                    continue
+                lossy = destination.suffix.lower() in _LOSSY
+                if scorer is not None and not lossy:
+                    frame = scorer.score(sample, refined)  # the pixels that will be written
+                if scorer is None or lossy or not scorer.below(frame, quality.drop_below):
+                    try:
+                        save_image(refined, destination)
+                    except (OSError, ValueError) as exc:
+                        log.error("failed to write %s: %s", destination, exc)
+                        report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
+                        continue
+                    if scorer is not None and lossy:
+                        frame = scorer.score(sample, load_rgb(destination))  # what was written
+                if scorer is not None and scorer.below(frame, quality.drop_below):
+                    destination.unlink(missing_ok=True)  # ours: just written, or an unrecorded earlier copy
+                    report.dropped.append(name)
+                    continue
+                records[name] = _file_record(destination, **made_by)
+                _journal_add(journal, name, records[name])
+                report.written += 1
+            if scorer is not None and (scorer.below(frame, quality.flag_below) or name in kept_below):
+                report.flagged.append(name)
+            if sample.label is not None:
+                label_name = Path(sample.label_relative).as_posix()
+                label_destination = out / sample.label_relative
+                if not _intact(label_destination, records.get(label_name)):
+                    _copy_atomic(Path(sample.label), label_destination, link=link_labels)
+                    records[label_name] = _file_record(label_destination, copied_from=str(sample.label))
+                    _journal_add(journal, label_name, records[label_name])
+                    report.labels += 1
+    if kept_below:
+        log.warning(
+            "%d frame(s) written by an earlier run are below --drop-below %s; they are kept and flagged: %s",
+            len(kept_below),
+            quality.drop_below,
+            ", ".join(kept_below[:5]) + (" ..." if len(kept_below) > 5 else ""),
+        )
+    # Final check: every sample has its outputs (apart from those left out on purpose).
+    left_out = set(report.dropped)
     for sample in samples:
+        if id(sample) in skipped_samples or Path(sample.relative).as_posix() in left_out:
+            continue
         if not (out / sample.relative).is_file():
             report.missing.append(str(sample.relative))
         elif sample.label is not None and not (out / sample.label_relative).is_file():
             report.missing.append(str(sample.label_relative))
+    if scorer is not None:
+        report.quality = scorer.summary(report.flagged, report.dropped)
     manifest = {
-        "format": "semst-refined",
-        "dataset": description or {"root": str(root)},
-        "checkpoint": str(model.checkpoint_path) if model.checkpoint_path is not None else None,
-        "checkpoint_step": model.step,
-        "multiscale": model.kind == "multi-scale",
-        "tiling": dataclasses.asdict(tiling if tiling is not None else model.default_tiling()),
-        "labels": "hard links" if link_labels else "copies",
-        "samples": len(samples),
+        **base,
+        "status": "complete" if report.ok else "incomplete",
         "written": report.written,
         "skipped_existing": report.skipped,
+        "rewritten": report.rewritten,
         "labels_written": report.labels,
         "failed": [{"image": image, "reason": reason} for image, reason in report.failed],
         "missing": report.missing,
+        "bad_labels": {
+            "mode": bad_labels,
+            "skipped": [{"label": label, "reason": reason} for label, reason in report.bad_labels],
+        },
         "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if report.quality is not None:
+        manifest["quality"] = report.quality
+    manifest["outputs"] = {name: records[name] for name in sorted(records) if (out / name).exists()}
     write_json(out / MANIFEST, manifest)
+    (out / JOURNAL).unlink(missing_ok=True)  # every record is in the manifest now
     return report
+
+
+def format_quality(quality: dict, *, flips: int = 5) -> Iterable[str]:
+    """Lines summarising a quality gate's manifest entry, for printing."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    yield (
+        f"quality gate ({quality.get('segmenter', 'segmenter')}): {quality['scored']} frame(s) scored, pixel "
+        f"accuracy {pct(quality['pixel_accuracy'])}, mean IoU {pct(quality['mean_iou'])}"
+    )
+    if quality["flag_below"] is not None:
+        yield f"  {len(quality['flagged'])} flagged below {pct(quality['flag_below'])} pixel accuracy" + (
+            ": " + ", ".join(quality["flagged"][:5]) + (" ..." if len(quality["flagged"]) > 5 else "")
+            if quality["flagged"]
+            else ""
+        )
+    if quality["drop_below"] is not None:
+        yield f"  {len(quality['dropped'])} left out below {pct(quality['drop_below'])} pixel accuracy" + (
+            ": " + ", ".join(quality["dropped"][:5]) + (" ..." if len(quality["dropped"]) > 5 else "")
+            if quality["dropped"]
+            else ""
+        )
+    for worst in quality["worst"][:3]:
+        yield f"  worst: {worst['frame']} pixel accuracy {pct(worst['pixel_accuracy'])}, mIoU {pct(worst['mean_iou'])}"
+    for flip in quality["flips"][:flips]:
+        yield (
+            f"  {flip['true']} -> {flip['predicted']}: {pct(flip['share'])} of all labelled pixels "
+            f"({pct(flip['share_of_true'])} of {flip['true']})"
+        )

@@ -141,6 +141,7 @@ def test_help_documents_every_option_with_defaults():
         "world",
         "segmenter",
         "evaluate",
+        "study",
         "demo",
     }
     train_help = subparsers["train"].format_help()
@@ -171,37 +172,37 @@ def test_python_dash_m_semst_runs():
 
 
 def test_demo_quick(tmp_path, capsys):
-    """The whole demo on a tiny world: every stage runs, the report and metrics exist, and running it again
-    reuses what is complete (same metrics)."""
+    """The whole demo on a tiny world: the study of SemST and CUT over two seeds runs, its report and results
+    exist, and running the demo again reuses what is complete (same results, nothing retrained)."""
     pytest.importorskip("skimage")
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
     assert "report.html" in capsys.readouterr().out
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert [r["name"] for r in metrics["rows"]] == ["source (not translated)", "CUT", "SemST"]
-    for row in metrics["rows"]:
-        assert 0 <= row["pixel_accuracy"] <= 1 and len(row["per_class_iou"]) == 19
-    assert set(metrics["timings"]) >= {
-        "world",
-        "segmenter",
-        "train SemST",
-        "train CUT",
-        "translate",
-        "evaluate",
-    }
-    translated = sorted(p.name for p in (out / "translated" / "semst").glob("*.png"))
+    results = json.loads((out / "study" / "results.json").read_text())
+    assert sorted((r["variant"], r["seed"]) for r in results["runs"]) == [
+        ("CUT", 0),
+        ("CUT", 1),
+        ("SemST", 0),
+        ("SemST", 1),
+    ]
+    for run in results["runs"]:
+        assert 0 <= run["distortion"]["pixel_accuracy"] <= 1 and len(run["distortion"]["per_class_iou"]) == 19
+        assert 0 <= run["realism"]["target_share"] <= 1
+    assert set(results["references"]) == {"source", "target"}
+    translated = sorted(
+        p.name for p in (out / "study" / "runs" / "SemST" / "seed0" / "translated").rglob("*.png")
+    )
     assert translated == ["test_00000.png", "test_00001.png"]
-    assert Image.open(out / "translated" / "cut" / "test_00000.png").size == (128, 64)
-    page = (out / "report.html").read_text()
-    for part in ("Semantic distortion", "Per-class IoU", "Where semantics changed", "Training losses"):
+    page = (out / "study" / "report.html").read_text()
+    for part in ("What the seeds say", "Differences from CUT", "Which classes turned into which"):
         assert part in page
     for source in re.findall(r"src='([^']+)'", page):
-        assert (out / source).is_file(), source
-    mtime = (out / "segmenter.safetensors").stat().st_mtime_ns
+        assert (out / "study" / source).is_file(), source
+    mtime = (out / "study" / "segmenter.safetensors").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
-    assert (out / "segmenter.safetensors").stat().st_mtime_ns == mtime  # reused, not retrained
-    again = json.loads((out / "metrics.json").read_text())
-    assert again["rows"] == metrics["rows"]
+    assert (out / "study" / "segmenter.safetensors").stat().st_mtime_ns == mtime  # reused, not retrained
+    again = json.loads((out / "study" / "results.json").read_text())
+    assert again["runs"] == results["runs"]
 
 
 def test_cut_style_data_root(tmp_path, capsys):

@@ -13,8 +13,10 @@ from semst.data.datasets import (
     DATASETS,
     Cityscapes,
     DatasetError,
+    LabelError,
     Sample,
     check,
+    dangling_link,
     open_dataset,
     split_pair,
     write_unaligned_maps,
@@ -433,3 +435,74 @@ def test_folder_wrong_root(tmp_path: Path) -> None:
         match=r"expected one or more of the sub-folders trainA/, trainB/.*holds the folders images",
     ):
         open_dataset(f"folder:{tmp_path}")
+
+
+# ---------------------------------------------------------------------------------------------------- label checks
+
+
+def test_check_label_accepts_each_layouts_table(tmp_path: Path) -> None:
+    gta = open_dataset(f"gta5:{_gta5(tmp_path / 'GTA5')}")
+    cityscapes = open_dataset(f"cityscapes:{_cityscapes(tmp_path / 'cityscapes')}")
+    root = tmp_path / "RAND_CITYSCAPES"
+    _write_rgb(root / "RGB" / "0000000.png")
+    _write_synthia_label(root / "GT" / "LABELS" / "0000000.png", np.array([[8, 16, 3, 21, 1, 22]] * H))
+    synthia = open_dataset(f"synthia:{root}")
+    for dataset in (gta, cityscapes, synthia):
+        for sample in dataset.samples():
+            dataset.check_label(sample)
+
+
+@pytest.mark.parametrize(
+    ("layout", "value", "table"),
+    [("gta5", 35, "0..34"), ("cityscapes_train_ids", 19, "0..18"), ("synthia", 23, "0..22")],
+)
+def test_check_label_refuses_ids_outside_the_table(
+    tmp_path: Path, layout: str, value: int, table: str
+) -> None:
+    if layout == "gta5":
+        dataset = open_dataset(f"gta5:{_gta5(tmp_path / 'GTA5')}")
+        sample = dataset.samples()[0]
+        _write_ids(sample.label, np.full((H, W), value))
+    elif layout == "synthia":
+        root = tmp_path / "RAND_CITYSCAPES"
+        _write_rgb(root / "RGB" / "0000000.png")
+        _write_synthia_label(root / "GT" / "LABELS" / "0000000.png", np.full((H, W), value))
+        dataset = open_dataset(f"synthia:{root}")
+        sample = dataset.samples()[0]
+    else:
+        dataset = open_dataset(f"cityscapes:{_cityscapes(tmp_path / 'cityscapes')}")
+        sample = dataset.samples()[0]  # an aachen frame: a labelTrainIds file
+        _write_ids(sample.label, np.full((H, W), value))
+    with pytest.raises(LabelError, match=rf"holds the ids {value}, .*\({table}, or 255"):
+        dataset.check_label(sample)
+
+
+def test_check_label_names_size_and_decoding_problems(tmp_path: Path) -> None:
+    dataset = open_dataset(f"gta5:{_gta5(tmp_path / 'GTA5')}")
+    first, second = dataset.samples()
+    _write_ids(first.label, np.zeros((H, W + 1)))
+    with pytest.raises(LabelError, match=rf"is {W + 1}x{H} .* but its image '{first.image}' is {W}x{H}"):
+        dataset.check_label(first)
+    second.label.write_bytes(second.label.read_bytes()[:50])
+    with pytest.raises(LabelError, match="cannot be decoded") as info:
+        dataset.check_label(second)
+    assert info.value.path == second.label
+
+
+def test_dangling_links_are_listed_not_dropped(tmp_path: Path) -> None:
+    root = _gta5(tmp_path / "GTA5")
+    (root / "images" / "00003.png").symlink_to(tmp_path / "moved.png")
+    (root / "labels" / "00003.png").symlink_to(tmp_path / "moved-label.png")
+    dataset = open_dataset(f"gta5:{root}")
+    samples = dataset.samples()
+    assert [sample.relative.name for sample in samples] == ["00001.png", "00002.png", "00003.png"]
+    assert (
+        dangling_link(samples[2].image)
+        == f"a symbolic link to '{tmp_path / 'moved.png'}', which does not exist"
+    )
+    with pytest.raises(LabelError, match="moved-label.png', which does not exist"):
+        dataset.check_label(samples[2])
+    folder = tmp_path / "folders"
+    _write_rgb(folder / "trainA" / "a.png")
+    (folder / "trainA" / "b.png").symlink_to(tmp_path / "nowhere.png")
+    assert [s.relative.name for s in open_dataset(f"folder:{folder}").samples()] == ["a.png", "b.png"]

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from semst.data.batch import Batch, Sample, collate
 from semst.data.images import ImageLoadError, image_to_tensor
 from semst.data.transforms import MultiScaleCrops, SingleScaleCrops
-from semst.data.unpaired import StepBatchSampler, UnpairedImages, epoch_of_step
+from semst.data.unpaired import StepBatchSampler, UnpairedImages, epoch_of_step, unreadable_images
 
 SMALL = SingleScaleCrops(load_size=36, crop_size=32)
 
@@ -170,6 +170,41 @@ def test_corrupt_image_raises_with_its_name(tmp_path: Path) -> None:
     dataset = UnpairedImages(tmp_path / "A", tmp_path / "B")
     with pytest.raises(ImageLoadError, match="broken.jpg"):
         dataset[(0, 0)]
+
+
+def test_image_failing_to_decode_is_replaced_by_the_next_readable_one(folders: tuple[Path, Path]) -> None:
+    source, target = folders
+    broken = source / "img_01.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # the header survives, the pixels do not
+    dataset = UnpairedImages(source, target, SMALL, seed=3)
+    clean = UnpairedImages(source, target, SMALL, seed=3)
+    clean.source_paths[1] = clean.source_paths[2]  # what the replacement must equal
+    for position in range(len(dataset)):
+        item, expected = dataset[(0, position)], clean[(0, position)]
+        assert torch.equal(item.source.crop, expected.source.crop)
+        if dataset.indices(0, position)[0] == 1:
+            assert item.source_path.endswith("img_02.png")
+            assert item.unreadable == ((str(broken), item.unreadable[0][1]),)
+            assert "truncated" in item.unreadable[0][1] or "Error" in item.unreadable[0][1]
+        else:
+            assert item.unreadable == ()
+    last = source / "img_04.png"
+    last.write_bytes(b"")  # the last image wraps around to the first
+    position = next(p for p in range(len(dataset)) if dataset.indices(1, p)[0] == 4)
+    assert UnpairedImages(source, target, SMALL).__getitem__((1, position)).source_path.endswith("img_00.png")
+
+
+def test_unreadable_images_reads_headers_only(tmp_path: Path) -> None:
+    good = _write_images(tmp_path, 2, seed=0)
+    truncated = good[1]
+    truncated.write_bytes(truncated.read_bytes()[:60])  # decodes badly, but the header is fine
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    dangling = tmp_path / "gone.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    bad = unreadable_images([*good, empty, dangling, tmp_path / "missing.png"])
+    assert [path for path, _ in bad] == [empty, dangling, tmp_path / "missing.png"]
+    assert "nowhere.png" in bad[1][1]
 
 
 # ------------------------------------------------------------------------------------------------------------

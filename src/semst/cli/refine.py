@@ -13,14 +13,27 @@ HELP = (
 )
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel accuracy between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a pixel accuracy between 0 and 1 (0.8 = 80%), got {text}")
+    return value
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "refine",
         help=HELP,
-        description=HELP + ". Every image is translated at full resolution and written at the same relative "
-        "path under --out, label maps copied unchanged, so a domain-adaptation code base (DAFormer, HRDA, "
-        "SePiCo, ProDA, ...) trains on the result by changing only its data root. Resumable: run it again "
-        "to finish an interrupted run; no half-written image is ever left. Writes --out/refine.json.",
+        description=HELP + ". Every image of every split (or of --split) is translated at full resolution "
+        "and written at the same relative path under --out, label maps copied unchanged, so a "
+        "domain-adaptation code base (DAFormer, HRDA, SePiCo, ProDA, ...) trains on the result by changing "
+        "only its data root. Label maps are validated first (readable, the image's size, ids of the data "
+        "set's table or 255). Resumable: run it again to finish an interrupted run; no half-written image is "
+        "ever left. --out/refine.json names the checkpoint (SHA-256, step) that made every output; a run into "
+        "a folder made by another checkpoint is refused, and the folder is locked while refine runs.",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -33,44 +46,153 @@ def add_parser(subparsers) -> None:
         help="the data set as downloaded, e.g. gta5:/data/GTA5, synthia:/data/RAND_CITYSCAPES, "
         "cityscapes:/data/cityscapes, folder:/data/horse2zebra",
     )
-    p.add_argument("--split", help="only this split (default: all of the data set's splits)")
+    p.add_argument(
+        "--split",
+        metavar="SPLIT[,SPLIT...]",
+        help="only these splits, e.g. val or trainA,valA (default: all of the data set's splits)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="output root (outside the data set's folder)")
     p.add_argument("--link-labels", action="store_true", help="hard-link label maps instead of copying them")
+    p.add_argument(
+        "--bad-labels",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a label map that cannot be decoded, differs in size from its image or holds ids outside the "
+        "data set's label table: fail before any work, naming each, or skip its sample (neither "
+        "image nor label written; listed in refine.json)",
+    )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (to try settings)")
+    gate = p.add_argument_group("quality gate (score every refined frame with a target-domain segmenter)")
+    gate.add_argument(
+        "--check-with",
+        metavar="SEGMENTER",
+        help="a segmenter of the target domain (as for `semst evaluate segmentation`): every refined frame is "
+        "segmented as it is written and scored against its own source labels (pixel accuracy, mean IoU, in "
+        "refine.json), and the classes that turned into others are summarised",
+    )
+    gate.add_argument(
+        "--check-normalize",
+        choices=("none", "imagenet"),
+        default="none",
+        help="input normalisation the segmenter expects (semst segmenters: none)",
+    )
+    gate.add_argument(
+        "--flag-below",
+        type=_fraction,
+        metavar="PA",
+        help="flag (list) frames whose pixel accuracy is below PA, e.g. 0.8",
+    )
+    gate.add_argument(
+        "--drop-below",
+        type=_fraction,
+        metavar="PA",
+        help="leave out frames whose pixel accuracy is below PA: neither image nor label is written; listed "
+        "in refine.json",
+    )
     add_tiling(p)
     add_device(p)
     add_progress(p)
     add_verbosity(p)
 
 
+def _samples(dataset, split: str | None) -> tuple[list, list[str]]:
+    """The samples of the chosen splits (all of the data set's splits by default), and the splits."""
+    splits = [name.strip() for name in split.split(",") if name.strip()] if split else list(dataset.splits)
+    samples = []
+    for name in dict.fromkeys(splits):
+        samples.extend(dataset.samples(name))
+    return samples, splits
+
+
+def _quality_gate(args: argparse.Namespace, dataset, device):
+    from semst.refine import QualityGate, RefineError, file_sha256
+    from semst.segmentation.loading import load_segmenter
+
+    if args.check_with is None:
+        if args.flag_below is not None or args.drop_below is not None:
+            raise RefineError("--flag-below and --drop-below need a segmenter: --check-with SEGMENTER")
+        return None
+    segmenter = load_segmenter(args.check_with, device=str(device), normalize=args.check_normalize)
+    if segmenter.num_classes is not None and segmenter.num_classes != dataset.num_classes:
+        raise RefineError(
+            f"the segmenter {args.check_with} predicts {segmenter.num_classes} classes, but the labels of the "
+            f"{dataset.name} data set are {dataset.num_classes} classes (Cityscapes train ids)"
+        )
+    return QualityGate(
+        segmenter,
+        num_classes=dataset.num_classes,
+        flag_below=args.flag_below,
+        drop_below=args.drop_below,
+        device=device,
+        identity={"segmenter": str(args.check_with), "segmenter_sha256": file_sha256(args.check_with)},
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from semst.data.datasets import open_dataset
-    from semst.refine import check_output_folder, refine_dataset
+    from semst.refine import (
+        MANIFEST,
+        RefineError,
+        check_output_folder,
+        check_outputs_against_inputs,
+        format_quality,
+        refine_dataset,
+    )
+    from semst.runtime import resolve_device
     from semst.translators import Translator
 
     dataset = open_dataset(args.dataset)
-    check_output_folder(Path(dataset.root), Path(args.out))  # before loading anything heavy
-    samples = dataset.samples(args.split)
+    out = Path(args.out)
+    check_output_folder(Path(dataset.root), out)  # before loading anything heavy
+    samples, splits = _samples(dataset, args.split)
     if args.limit is not None:
         samples = samples[: max(0, args.limit)]
-    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    check_outputs_against_inputs(samples, out)
+    if args.check_with is not None and not any(sample.label is not None for sample in samples):
+        raise RefineError(
+            f"--check-with scores refined frames against their labels, but the {dataset.name} data set at "
+            f"{dataset.root} has none in the splits {', '.join(splits)}"
+        )
+    device = resolve_device(args.device)
+    quality = _quality_gate(args, dataset, device)
+    translator = Translator.from_checkpoint(args.checkpoint, device=device)
     tiling = tiling_from_args(translator, args)
     report = refine_dataset(
         translator,
         samples,
-        args.out,
+        out,
         root=dataset.root,
-        description={"name": dataset.name, "root": str(dataset.root), "split": args.split or "all"},
+        description={
+            "name": dataset.name,
+            "root": str(dataset.root),
+            "split": args.split or "all",
+            "splits": splits,
+        },
         link_labels=args.link_labels,
         progress=not args.no_progress,
         tiling=tiling,
+        dataset=dataset,
+        bad_labels=args.bad_labels,
+        quality=quality,
     )
     print(
-        f"refined {dataset.name} into {args.out}: {report.written} written, {report.skipped} already there, "
-        f"{report.labels} label maps, {len(report.failed)} failed; manifest {Path(args.out) / 'refine.json'}"
+        f"refined {dataset.name} ({', '.join(splits)}) into {out}: {report.written} written, "
+        f"{report.skipped} already there, {report.labels} label maps, {len(report.failed)} failed; "
+        f"manifest {out / MANIFEST}"
     )
+    if report.rewritten:
+        print(
+            f"  refined again (unrecorded or changed): {len(report.rewritten)}, e.g. {report.rewritten[:3]}"
+        )
+    if report.bad_labels:
+        print(f"  left out for bad label maps (--bad-labels skip): {len(report.bad_labels)}")
+        for label, reason in report.bad_labels[:10]:
+            print(f"    {label}: {reason}")
     for image, reason in report.failed[:10]:
         print(f"  failed: {image}: {reason}")
     if report.missing:
         print(f"  missing after the run: {len(report.missing)} file(s), e.g. {report.missing[:3]}")
+    if report.quality is not None:
+        for line in format_quality(report.quality):
+            print(line)
     return 0 if report.ok else 1

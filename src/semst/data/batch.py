@@ -63,7 +63,11 @@ class DomainCrops:
 
 @dataclass
 class Sample:
-    """One training item: a source and a target image's crops, and where they came from."""
+    """One training item: a source and a target image's crops, and where they came from.
+
+    ``unreadable`` lists the ``(file, reason)`` of images that were drawn for this item but could not be
+    decoded, and were replaced by the next readable image of their domain (semst.data.unpaired).
+    """
 
     source: DomainCrops
     target: DomainCrops
@@ -71,6 +75,7 @@ class Sample:
     target_path: str
     epoch: int
     position: int
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Batch:
         source, target: batched `DomainCrops` of the source (X) and target (Y) domains.
         source_paths, target_paths: the image files, per sample.
         epoch, position: (B,) int64, the samples' keys (semst.data.unpaired).
+        unreadable: ``(file, reason)`` of the images that could not be decoded and were replaced (`Sample`).
     """
 
     source: DomainCrops
@@ -89,6 +95,7 @@ class Batch:
     target_paths: list[str] = field(default_factory=list)
     epoch: torch.Tensor | None = None
     position: torch.Tensor | None = None
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The batch with its image tensors on ``device`` (keys and paths stay where they are)."""
@@ -99,6 +106,7 @@ class Batch:
             self.target_paths,
             self.epoch,
             self.position,
+            self.unreadable,
         )
 
     @property
@@ -119,4 +127,5 @@ def collate(items: Sequence[Sample]) -> Batch:
         target_paths=target_paths,
         epoch=torch.tensor([item.epoch for item in items], dtype=torch.int64),  # (B,)
         position=torch.tensor([item.position for item in items], dtype=torch.int64),  # (B,)
+        unreadable=[entry for item in items for entry in item.unreadable],
     )

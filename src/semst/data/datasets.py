@@ -22,6 +22,10 @@ Layouts (``ROOT`` is the path given after the colon):
   (each split is one of these folders); optional labels (train ids, as :func:`semst.data.labels.save_label_map`
   writes them) in ``ROOT/<split>_labels/`` with the images' relative paths and stems.
 
+:meth:`DatasetLayout.check_label` validates one label file before it is used or copied: it decodes, has its image's size,
+and holds only ids of the data set's own label table (or 255). A symbolic link whose target is missing is listed
+like a file (it is not silently left out), so the error that follows names it (:func:`dangling_link`).
+
 Labels are optional everywhere: when a data set's label folder is absent (a Cityscapes download without
 ``gtFine``, a folder without ``*_labels``), samples have ``label=None`` and :meth:`DatasetLayout.load_label` says
 so. When the label folder exists, every image must have a label, otherwise the images without one are listed.
@@ -34,7 +38,7 @@ the class to :data:`DATASETS` and a fixture tree to ``tests/data/test_datasets.p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -43,8 +47,19 @@ import numpy as np
 from PIL import Image
 
 from semst.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_rgb, save_image
-from semst.data.labels import NUM_TRAIN_IDS, ids_to_train_ids, load_label_map
-from semst.data.synthia_labels import SYNTHIA_PRESENT_TRAIN_IDS, load_synthia_label
+from semst.data.labels import (
+    CITYSCAPES_LABELS,
+    IGNORE_INDEX,
+    NUM_TRAIN_IDS,
+    ids_to_train_ids,
+    load_label_map,
+)
+from semst.data.synthia_labels import (
+    SYNTHIA_LABELS,
+    SYNTHIA_PRESENT_TRAIN_IDS,
+    load_synthia_ids,
+    load_synthia_label,
+)
 
 __all__ = [
     "DATASETS",
@@ -53,11 +68,15 @@ __all__ = [
     "DatasetError",
     "DatasetLayout",
     "GTA5",
+    "LabelError",
     "Maps",
     "Sample",
     "Synthia",
+    "TRAIN_ID_TABLE",
     "UnalignedFolders",
     "check",
+    "check_label_file",
+    "dangling_link",
     "open_dataset",
     "split_pair",
     "write_unaligned_maps",
@@ -70,8 +89,43 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 
 
+# The ids a label file may hold, per kind of file (the data set's own label table), besides IGNORE_INDEX.
+TRAIN_ID_TABLE: frozenset[int] = frozenset(range(NUM_TRAIN_IDS))
+"""The ids a train-id label map may hold besides 255: 0..18."""
+_CITYSCAPES_IDS = frozenset(label.id for label in CITYSCAPES_LABELS if label.id >= 0)
+# GTA5 label files use the Cityscapes ids; 34 is accepted too (the licence plate's id -1 has no 8-bit value, and
+# files may hold 34 for it). Both 34 and the ids without a train id convert to IGNORE_INDEX.
+_GTA5_IDS = _CITYSCAPES_IDS | {34}
+_SYNTHIA_IDS = frozenset(label.id for label in SYNTHIA_LABELS)
+
+
 class DatasetError(ValueError):
     """A data set's files do not have the expected layout; the message names the path and what was expected."""
+
+
+class LabelError(DatasetError):
+    """A label file cannot be used: unreadable, not its image's size, or ids outside the label table.
+
+    Attributes:
+        path: The label file.
+        reason: What is wrong with it (without the path).
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"Label '{path}': {reason}")
+
+
+def dangling_link(path: Path) -> str | None:
+    """``"a symbolic link to 'TARGET', which does not exist"`` for a dangling link, else ``None``."""
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:  # pragma: no cover - raced away
+            target = "?"
+        return f"a symbolic link to '{target}', which does not exist"
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,12 +174,17 @@ def _oriented_size(path: Path) -> tuple[int, int]:
 
 
 def _images_in(folder: Path, *, suffix: str | None, recursive: bool) -> list[Path]:
-    """Sorted image files in ``folder`` (ending in ``suffix`` when given), hidden names skipped."""
+    """Sorted image files in ``folder`` (ending in ``suffix`` when given), hidden names skipped.
+
+    Dangling symbolic links with an image name are listed too, so that reading them fails with their name
+    instead of the file silently missing from the data set."""
     pattern = "**/*" if recursive else "*"
     found = []
     for path in folder.glob(pattern):
         relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if not path.is_file() and dangling_link(path) is None:
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
@@ -190,6 +249,11 @@ class DatasetLayout:
         raise NotImplementedError
 
     def _read_label(self, path: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    def _label_ids(self, path: Path) -> tuple[np.ndarray, frozenset[int]]:
+        """A label file's ids in the data set's own format, and the ids its label table allows (besides
+        :data:`IGNORE_INDEX`). Subclasses with labels implement it."""
         raise NotImplementedError
 
     def _usual_split(self) -> str:
@@ -260,6 +324,20 @@ class DatasetLayout:
             raise DatasetError(_size_message(sample, image_size, label_size))
         return train_ids
 
+    def check_label(self, sample: Sample) -> None:
+        """Validates a sample's label file completely (it is decoded): it is readable, has its image's size,
+        and holds only ids of the data set's label table or 255 (:func:`check_label_file`).
+
+        Args:
+            sample: A sample of this data set with a label.
+
+        Raises:
+            LabelError: What is wrong, naming the label file (and the image for a size mismatch).
+        """
+        if sample.label is None:
+            raise DatasetError(f"Image '{sample.image}' of the {self.name} data set has no label to check.")
+        check_label_file(Path(sample.label), Path(sample.image), self._label_ids, self.name)
+
     # Shared helpers for subclasses.
     def _require_images(
         self, folder: Path, *, suffix: str | None = None, recursive: bool = False
@@ -307,8 +385,71 @@ class DatasetLayout:
         if not label_folder.is_dir():
             return self._pair(images, None, {})
         label_of = {image: label_folder / image.name for image in images}
-        label_of = {image: (label if label.is_file() else None) for image, label in label_of.items()}
+        label_of = {
+            image: (label if label.is_file() or dangling_link(label) else None)
+            for image, label in label_of.items()
+        }
         return self._pair(images, label_folder, label_of)
+
+
+def check_label_file(
+    label: Path,
+    image: Path,
+    read: Callable[[Path], tuple[np.ndarray, frozenset[int]]],
+    table: str,
+) -> None:
+    """Validates a label file: readable, the size of its image, only ids of its label table or 255.
+
+    Args:
+        label: The label file.
+        image: Its image (only the header is read). An image whose header cannot be read is not the label's
+            fault: the sizes are then not compared.
+        read: Returns the file's ids ``(H, W)`` in its own format and the ids its table allows (besides
+            :data:`~semst.data.labels.IGNORE_INDEX`), e.g. ``lambda p: (load_label_map(p), TRAIN_ID_TABLE)``.
+        table: The table's name for messages (``"gta5"``).
+
+    Raises:
+        LabelError: What is wrong, naming the label file (and the image for a size mismatch).
+    """
+    dangling = dangling_link(label)
+    if dangling is not None:
+        raise LabelError(label, f"is {dangling}")
+    try:
+        values, allowed = read(label)  # (H, W)
+    except ImageLoadError as error:
+        raise LabelError(label, f"cannot be decoded ({error.reason or error})") from error
+    except ValueError as error:
+        raise LabelError(label, str(error)) from error
+    try:
+        image_size = _oriented_size(image)
+    except ImageLoadError:
+        image_size = None
+    label_size = (values.shape[1], values.shape[0])
+    if image_size is not None and label_size != image_size:
+        raise LabelError(
+            label,
+            f"is {label_size[0]}x{label_size[1]} (width x height) but its image '{image}' is "
+            f"{image_size[0]}x{image_size[1]}",
+        )
+    unknown = [int(v) for v in np.unique(values) if int(v) not in allowed and int(v) != IGNORE_INDEX]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+        raise LabelError(
+            label,
+            f"holds the ids {shown}, which are not in the {table} label table ({_id_ranges(allowed)}, or "
+            f"{IGNORE_INDEX} for ignored pixels)",
+        )
+
+
+def _id_ranges(ids: frozenset[int]) -> str:
+    """``"0..18"`` or ``"0..5, 7..9"``: a set of ids as ranges."""
+    runs: list[list[int]] = []
+    for value in sorted(ids):
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
 def _size_message(sample: Sample, image_size: tuple[int, int], label_size: tuple[int, int]) -> str:
@@ -337,6 +478,9 @@ class GTA5(DatasetLayout):
     def _read_label(self, path: Path) -> np.ndarray:
         return ids_to_train_ids(load_label_map(path))
 
+    def _label_ids(self, path: Path) -> tuple[np.ndarray, frozenset[int]]:
+        return load_label_map(path), _GTA5_IDS
+
 
 class Synthia(DatasetLayout):
     """SYNTHIA-RAND-CITYSCAPES: ``RGB/*.png`` and ``GT/LABELS/*.png`` (16-bit, SYNTHIA id in the first channel).
@@ -359,6 +503,9 @@ class Synthia(DatasetLayout):
     def _read_label(self, path: Path) -> np.ndarray:
         return load_synthia_label(path)
 
+    def _label_ids(self, path: Path) -> tuple[np.ndarray, frozenset[int]]:
+        return load_synthia_ids(path), _SYNTHIA_IDS
+
 
 _CITYSCAPES_SPLITS = ("train", "val", "test")
 _CITYSCAPES_UNLABELLED_SPLITS = frozenset({"test"})
@@ -371,7 +518,7 @@ def _cityscapes_label(frame_prefix: Path) -> Path | None:
     """
     for ending in ("_gtFine_labelTrainIds.png", "_gtFine_labelIds.png"):
         candidate = frame_prefix.with_name(frame_prefix.name + ending)
-        if candidate.is_file():
+        if candidate.is_file() or dangling_link(candidate):
             return candidate
     return None
 
@@ -419,6 +566,10 @@ class Cityscapes(DatasetLayout):
 
     def _read_label(self, path: Path) -> np.ndarray:
         return _read_cityscapes_label(path)
+
+    def _label_ids(self, path: Path) -> tuple[np.ndarray, frozenset[int]]:
+        train_ids = path.name.endswith("_labelTrainIds.png")
+        return load_label_map(path), TRAIN_ID_TABLE if train_ids else _CITYSCAPES_IDS
 
 
 class CityscapesParsing(Cityscapes):
@@ -498,6 +649,9 @@ class UnalignedFolders(DatasetLayout):
 
     def _read_label(self, path: Path) -> np.ndarray:
         return load_label_map(path)
+
+    def _label_ids(self, path: Path) -> tuple[np.ndarray, frozenset[int]]:
+        return load_label_map(path), TRAIN_ID_TABLE
 
 
 DATASETS: dict[str, type[DatasetLayout]] = {

@@ -13,6 +13,12 @@ Typical use::
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=4, collate_fn=collate)
     for step, batch in zip(range(resumed, total_steps), loader):
         ...
+
+Bad files: :func:`unreadable_images` reads every image's header before training (fast: no decoding), so a
+zero-byte or foreign file is reported up front. An image whose header is fine but whose data cannot be
+decoded (a truncated file) is replaced, when it is drawn, by the next readable image of its domain (by index,
+wrapping around), and the item records it in ``Sample.unreadable``; the replacement depends only on which
+files fail, so the order stays deterministic and a resumed run still equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
+from tqdm.auto import tqdm
 
 from semst.data.batch import Sample
-from semst.data.images import find_images, load_rgb
+from semst.data.images import ImageLoadError, find_images, load_rgb
 from semst.data.transforms import CropSpec, SingleScaleCrops
 
-__all__ = ["StepBatchSampler", "UnpairedImages", "epoch_of_step"]
+__all__ = ["StepBatchSampler", "UnpairedImages", "epoch_of_step", "unreadable_images"]
 
 # Every RNG is seeded with four words [seed, epoch, position, stream]. A fixed length matters: numpy's
 # SeedSequence pads short entropy with zeros, so [s, e] and [s, e, 0, 0] would give the same stream.
@@ -69,6 +77,37 @@ def epoch_of_step(step: int, steps_per_epoch: int) -> int:
     step = _check_int(step, "step", minimum=0)
     steps_per_epoch = _check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
     return step // steps_per_epoch
+
+
+def unreadable_images(
+    paths: Sequence[Path], *, progress: bool = False, desc: str = "check images"
+) -> list[tuple[Path, str]]:
+    """The images whose header cannot be read, with the reason: missing files, dangling symbolic links,
+    zero-byte or foreign files, images above Pillow's size limit. Only headers are read (``PIL.Image.open``
+    and the size), about a millisecond a file, so the check suits a whole data set before training.
+
+    Args:
+        paths: The image files.
+        progress: Show a progress bar.
+        desc: The progress bar's label.
+
+    Returns:
+        ``(path, reason)`` for every unreadable file, in the order of ``paths``.
+    """
+    bad = []
+    for path in tqdm(paths, desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False):
+        path = Path(path)
+        if path.is_symlink() and not path.exists():
+            bad.append((path, f"a symbolic link to '{os.readlink(path)}', which does not exist"))
+            continue
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+            if width < 1 or height < 1:
+                bad.append((path, f"the image is {width}x{height} pixels"))
+        except Exception as error:  # Pillow raises many types for foreign or damaged files
+            bad.append((path, f"{type(error).__name__}: {error}"))
+    return bad
 
 
 def _find_domain_images(directory: str | os.PathLike[str], domain: str) -> list[Path]:
@@ -150,6 +189,8 @@ class UnpairedImages(Dataset[Sample]):
         self.source_paths: list[Path] = source_paths
         self.target_paths: list[Path] = target_paths
         self._permutations: OrderedDict[int, np.ndarray] = OrderedDict()
+        # Images that failed to decode (index -> reason), per domain; kept per process (and worker).
+        self._unreadable: dict[str, dict[int, str]] = {"source": {}, "target": {}}
 
     def __len__(self) -> int:
         """Returns the epoch length, ``max(n_source, n_target)``."""
@@ -207,11 +248,29 @@ class UnpairedImages(Dataset[Sample]):
         epoch = _check_int(key[0], "epoch", minimum=0)
         position = _check_int(key[1], "position", minimum=0, maximum=len(self))
         source_index, target_index = self.indices(epoch, position)
-        source_path = self.source_paths[source_index]
-        target_path = self.target_paths[target_index]
-        source = self.crops(load_rgb(source_path), self._rng(epoch, position, _STREAM_SOURCE_AUGMENT), epoch)
-        target = self.crops(load_rgb(target_path), self._rng(epoch, position, _STREAM_TARGET_AUGMENT), epoch)
-        return Sample(source, target, str(source_path), str(target_path), epoch, position)
+        source_path, source_image, source_bad = self._load("source", self.source_paths, source_index)
+        target_path, target_image, target_bad = self._load("target", self.target_paths, target_index)
+        source = self.crops(source_image, self._rng(epoch, position, _STREAM_SOURCE_AUGMENT), epoch)
+        target = self.crops(target_image, self._rng(epoch, position, _STREAM_TARGET_AUGMENT), epoch)
+        unreadable = tuple(source_bad + target_bad)
+        return Sample(source, target, str(source_path), str(target_path), epoch, position, unreadable)
+
+    def _load(self, domain: str, paths: list[Path], index: int) -> tuple[Path, Image.Image, list]:
+        """Loads ``paths[index]``, or the next readable image after it (wrapping around) if it cannot be decoded;
+        returns the path loaded, the image and the ``(file, reason)`` of the images that failed on the way."""
+        known = self._unreadable[domain]
+        failed: list[tuple[str, str]] = []
+        for offset in range(len(paths)):
+            candidate = (index + offset) % len(paths)
+            if candidate not in known:
+                try:
+                    return paths[candidate], load_rgb(paths[candidate]), failed
+                except ImageLoadError as error:
+                    known[candidate] = error.reason or str(error)
+            failed.append((str(paths[candidate]), known[candidate]))
+        others = len(paths) - 1
+        rest = f"; and none of the other {others} {domain} image(s) could be decoded either" if others else ""
+        raise ImageLoadError(paths[index], known[index] + rest)
 
     def _rng(self, epoch: int, position: int, stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, position, stream])

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm.auto import tqdm
 
 from semst.data.images import image_to_tensor, load_rgb
 from semst.data.labels import IGNORE_INDEX, load_label_map
 from semst.evaluation.metrics import PairedAccumulator, confusion_counts, segmentation_scores
 
-__all__ = ["evaluate_paired", "evaluate_segmentation", "unwrap_logits"]
+__all__ = ["evaluate_paired", "evaluate_segmentation", "predict_labels", "unwrap_logits"]
 
 log = logging.getLogger("semst.evaluation")
 
@@ -89,6 +90,22 @@ def _predict(
                 one = F.interpolate(one, size=size, mode="bilinear", align_corners=False)  # (1, C, H, W)
             predictions.append(one.argmax(dim=1).to(torch.uint8).cpu())  # (1, H, W)
     return torch.cat(predictions).numpy()  # (B, H, W)
+
+
+def predict_labels(
+    segmenter: Callable[[torch.Tensor], object],
+    image: Image.Image,
+    *,
+    num_classes: int,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """The segmenter's ``(H, W)`` ``uint8`` class ids for one RGB image, computed exactly as
+    :func:`evaluate_segmentation` computes them (float32 RGB in [0, 1], logits resized to the image, argmax).
+
+    Used to score images that are in memory (``semst refine --check-with`` scores each frame as it is refined).
+    """
+    tensor = (image_to_tensor(image) + 1.0) * 0.5  # (3, H, W) in [0, 1]
+    return _predict(segmenter, [tensor], (image.height, image.width), num_classes, torch.device(device))[0]
 
 
 def evaluate_segmentation(

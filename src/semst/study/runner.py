@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from semst import checkpoint as ckpt
 from semst.data.images import load_rgb, save_image
 from semst.evaluation.segmentation import evaluate_segmentation
-from semst.files import file_lock, write_json
+from semst.files import write_json
+from semst.locking import FolderLock
 from semst.study.data import StudyData
 from semst.study.realism import RealismScorer
 from semst.study.variants import Scale, Variant, run_config
@@ -199,7 +200,7 @@ class Study:
         """Train what every run needs (the segmenter if the study owns it, the realism scorer) and score the
         untranslated source and the real target images. Done once; concurrent shards wait for it."""
         (self.directory / "references").mkdir(parents=True, exist_ok=True)
-        with file_lock(self.directory / ".prepare.lock"):
+        with FolderLock(self.directory, "semst study (preparation)", wait=True):
             if not self.segmenter_path.is_file():
                 if self.spec.segmenter:
                     raise StudyError(f"the segmenter {self.segmenter_path} does not exist")

@@ -7,34 +7,59 @@
     run_dir/scalars.jsonl, train.log, tensorboard/, samples/   (see semst.training.logger)
 
 ``train(config, run_dir, resume=True)`` continues from the latest checkpoint of ``run_dir`` exactly as
-if the run had not stopped. It is `build_run` (check the run folder and the data, build the networks,
+if the run had not stopped (``scalars.jsonl`` loses the records of the steps after that checkpoint, which
+the resumed run logs again). It is `build_run` (check the run folder and the data, build the networks,
 optimizers, data loader and logger, restore a checkpoint) followed by `run_training` (the loop). The loop
 knows nothing about the losses or the kind of translator: those live in ``step.py`` and
 `semst.translators`.
+
+Bad data and conditions (issue 13, docs/safety.md): the run folder may not lie inside the source or target
+images (`check_run_dir_outside_data`); it is locked for the whole run (`semst.locking.FolderLock`), so a
+second ``semst train`` on it stops at once; temporary files of a killed run are removed on the next start;
+every image's header is read before the first step (`check_images`); an image that fails to decode later is
+replaced by the next readable one of its domain, with a warning; a checkpoint that cannot be written (a full
+disk) stops the run with `CheckpointWriteError` naming the file, and the last good checkpoint stays.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from semst import checkpoint as ckpt
 from semst.config import ConfigError, ExperimentConfig
 from semst.data import StepBatchSampler, UnpairedImages, collate
+from semst.data.images import ImageLoadError
 from semst.data.transforms import CropSpec
+from semst.data.unpaired import unreadable_images
+from semst.files import remove_temporaries, write_text
+from semst.locking import FolderLock
 from semst.runtime import Distributed, init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
 from semst.training.networks import TrainingNetworks, make_optimizers
 from semst.training.schedule import linear_decay_factor
 from semst.training.state import load_training_checkpoint, save_training_checkpoint
 from semst.training.step import preview, train_step
+from semst.translators import translator_class
+
+# The folders of a run that hold semst's own files (and may hold temporary files of a killed write).
+_RUN_FOLDERS = ("checkpoints", "samples")
+# Image counts above which the start-of-run header check shows a progress bar.
+_PROGRESS_FROM = 2000
+# Unreadable images named in one error message at most.
+_MAX_LISTED = 100
 
 # Settings that may change when a run is resumed: they affect how long it runs, where the data is read
 # from and what is logged, not what a step computes.
@@ -50,7 +75,16 @@ RESUMABLE_CHANGES = (
 
 
 class RunDirError(ValueError):
-    """The run directory cannot be used as asked (it holds a run already, or has nothing to resume)."""
+    """The run directory cannot be used as asked (it holds a run already, has nothing to resume, or lies
+    inside the training data)."""
+
+
+class TrainingDataError(ValueError):
+    """Training images cannot be read; the message lists every one with the reason."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, say); the message names the file and the last good one."""
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -112,6 +146,100 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
     return None
 
 
+def _data_folder(spec: str) -> Path:
+    """The folder (or file) a ``data.source``/``data.target`` value names: ``NAME:PATH`` data sets by root."""
+    from semst.data.datasets import is_dataset_spec
+
+    if is_dataset_spec(spec):
+        return Path(spec.partition(":")[2]).expanduser()
+    return Path(spec).expanduser()
+
+
+def check_run_dir_outside_data(run_dir: str | Path, sources: dict[str, str]) -> None:
+    """Refuse a run folder that is a training-data folder or lies inside one, or a data folder inside the
+    run's own sub-folders (``checkpoints/``, ``samples/``): the run would write its sample grids and
+    checkpoints among the training images, and later runs would train on them. Paths are compared resolved,
+    symbolic links followed.
+
+    Args:
+        run_dir: The run folder (it need not exist).
+        sources: What each domain is read from, e.g. ``{"source": config.data.source, "target": ...}``.
+
+    Raises:
+        RunDirError: The folders collide; the message names both.
+    """
+    run = Path(run_dir).resolve()
+    written = [run / name for name in _RUN_FOLDERS]
+    for domain, spec in sources.items():
+        if not spec:
+            continue
+        data = _data_folder(spec).resolve()
+        if data.is_file():
+            continue  # a single image: the run writes no image files into folders outside itself
+        if run == data or data in run.parents:
+            raise RunDirError(
+                f"the run folder {run_dir} lies inside the {domain} images {spec} ({data}): its sample grids "
+                f"and checkpoints would be written among the training images, and later runs would train on "
+                f"them; choose an --out outside {data}. Nothing was written"
+            )
+        for folder in written:
+            if data == folder or folder in data.parents:
+                raise RunDirError(
+                    f"the {domain} images {spec} ({data}) lie in {folder}, a folder the run writes to; choose "
+                    f"another --out. Nothing was written"
+                )
+
+
+def check_images(dataset: UnpairedImages, *, progress: bool = True) -> None:
+    """Read every training image's header (not its pixels) and list all that cannot be read in one error.
+
+    Raises:
+        TrainingDataError: Some images are unreadable (missing, zero bytes, not an image, a dangling link).
+    """
+    paths = list(dict.fromkeys([*dataset.source_paths, *dataset.target_paths]))
+    bad = unreadable_images(paths, progress=progress and len(paths) >= _PROGRESS_FROM, desc="check images")
+    if not bad:
+        return
+    if len(bad) == 1:
+        raise TrainingDataError(
+            f"the training image {bad[0][0]} cannot be read ({bad[0][1]}); remove or replace it (checked before "
+            "the first step: nothing was trained)"
+        )
+    listed = "\n".join(f"  {path}: {reason}" for path, reason in bad[:_MAX_LISTED])
+    more = f"\n  ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else ""
+    raise TrainingDataError(
+        f"{len(bad)} of the {len(paths)} training images cannot be read; remove or replace them (checked before "
+        f"the first step: nothing was trained):\n{listed}{more}"
+    )
+
+
+def trim_scalars(path: Path, step: int) -> int:
+    """Keep only the records of ``scalars.jsonl`` up to ``step`` (the checkpoint a run resumes from); the
+    resumed run logs the later steps again. Unparsable lines (a write cut short by a kill) go too. The file
+    is rewritten atomically. Returns the number of records dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        write_text(path, "".join(f"{line}\n" for line in kept))
+    return dropped
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a single process (before the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def check_data_sources(config: ExperimentConfig) -> None:
     """Both domains must be named before training starts."""
     if not config.data.source or not config.data.target:
@@ -158,7 +286,12 @@ def size_warning(crops: CropSpec, dataset: UnpairedImages, sample: int = 20) -> 
 
 @dataclass
 class TrainingRun:
-    """A training run ready to go: what `build_run` prepares and `run_training` runs."""
+    """A training run ready to go: what `build_run` prepares and `run_training` runs.
+
+    ``lock`` is the run folder's lock (held by the main process from `build_run` until `run_training` ends;
+    None on other ranks); ``unreadable`` collects the images that failed to decode during the run (file ->
+    reason) and ``replaced`` counts how often one was replaced.
+    """
 
     config: ExperimentConfig
     run_dir: Path
@@ -174,25 +307,51 @@ class TrainingRun:
     last_step: int
     resume_from: Path | None
     logger: RunLogger
+    lock: FolderLock | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)
+    replaced: int = 0
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
     def save(self, step: int, epoch: int) -> Path:
-        """Write a checkpoint after ``step`` steps and prune old ones."""
-        path = save_training_checkpoint(
-            self.checkpoint_dir / ckpt.checkpoint_name(step),
-            config=self.config,
-            networks=self.networks,
-            optimizers=self.optimizers,
-            scalers=self.scalers,
-            step=step,
-            extra={"epoch": epoch, "steps_per_epoch": self.steps_per_epoch},
-        )
+        """Write a checkpoint after ``step`` steps and prune old ones.
+
+        Raises:
+            CheckpointWriteError: The file could not be written (a full disk, say); the message names it, the
+                free space and the last good checkpoint, which is left as it was.
+        """
+        path = self.checkpoint_dir / ckpt.checkpoint_name(step)
+        try:
+            save_training_checkpoint(
+                path,
+                config=self.config,
+                networks=self.networks,
+                optimizers=self.optimizers,
+                scalers=self.scalers,
+                step=step,
+                extra={"epoch": epoch, "steps_per_epoch": self.steps_per_epoch},
+            )
+        except (OSError, RuntimeError, SafetensorError) as error:
+            raise CheckpointWriteError(self._write_failure(path, step, error)) from error
         _prune_checkpoints(self.checkpoint_dir, self.config.log.keep_checkpoints)
         self.logger.info(f"step {step}: checkpoint {path}")
         return path
+
+    def _write_failure(self, path: Path, step: int, error: BaseException) -> str:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        try:
+            free = f"; {shutil.disk_usage(self.checkpoint_dir).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = ""
+        good = sorted(self.checkpoint_dir.glob(f"step_*{ckpt.SUFFIX}"))
+        kept = (
+            f"the last good checkpoint {good[-1]} is unchanged; free some space and continue with --resume"
+            if good
+            else "no earlier checkpoint exists"
+        )
+        return f"step {step}: could not write the checkpoint {path} ({type(error).__name__}: {reason}{free}); {kept}"
 
     def set_learning_rate(self, epoch: int) -> float:
         train_cfg = self.config.train
@@ -202,28 +361,64 @@ class TrainingRun:
                 group["lr"] = lr
         return lr
 
+    def note_unreadable(self, step: int, entries: list[tuple[str, str]]) -> None:
+        """Warn once per image that failed to decode and was replaced; count every replacement."""
+        self.replaced += len(entries)
+        for path, reason in entries:
+            if path not in self.unreadable:
+                self.unreadable[path] = reason
+                self.logger.warning(
+                    f"step {step}: cannot decode {path} ({reason}); the next readable image of its domain is "
+                    f"used instead ({len(self.unreadable)} unreadable image(s) so far)"
+                )
 
-def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> TrainingRun:
-    """Check the run folder and data, build networks, optimizers, data and logger; restore a checkpoint."""
+    def close(self) -> None:
+        """Close the logger and release the run folder's lock."""
+        self.logger.close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def build_run(
+    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainingRun:
+    """Check the run folder and data, build networks, optimizers, data and logger; restore a checkpoint.
+
+    The main process locks ``run_dir`` first (`FolderLock`; a second run on it fails at once) and keeps the
+    lock until `run_training` returns (or `TrainingRun.close`); temporary files a killed run left in the run
+    folder are removed, and on resume ``scalars.jsonl`` is cut back to the checkpoint's step.
+    """
     config.validate()
     run_dir = Path(run_dir)
     check_data_sources(config)
+    check_run_dir_outside_data(run_dir, {"source": config.data.source, "target": config.data.target})
+    created = not run_dir.exists()
+    lock = FolderLock(run_dir, "semst train").acquire() if _is_main_process() else None
+    try:
+        return _build_run(config, run_dir, resume=resume, progress=progress, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only if still empty: nothing of this attempt is left behind
+        raise
+
+
+def _build_run(
+    config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool, lock: FolderLock | None
+) -> TrainingRun:
     resume_from = prepare_run_dir(run_dir, config, resume=resume)
     if resume_from is not None:
         saved = ExperimentConfig.from_dict(ckpt.read_metadata(resume_from)["config"], source=str(resume_from))
         check_resumable(saved, config, resume_from)
+    removed = []
+    if lock is not None:  # no other process writes the run folder now
+        for folder in (run_dir, *(run_dir / name for name in _RUN_FOLDERS)):
+            removed += remove_temporaries(folder)
 
-    device = resolve_device(config.train.device)
-    dist = init_distributed(device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    if device.type == "cpu":
-        tune_cpu_allocator()
     train_cfg = config.train
-
-    torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
-    networks = TrainingNetworks.from_config(config).to(device)
-    crops = networks.translator.crop_spec(config)
+    crops = translator_class(config).crop_spec(config)
     dataset = UnpairedImages(
         config.data.source,
         config.data.target,
@@ -231,6 +426,17 @@ def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = F
         seed=train_cfg.seed,
         max_dataset_size=config.data.max_dataset_size,
     )
+    check_images(dataset, progress=progress)
+
+    device = resolve_device(config.train.device)
+    dist = init_distributed(device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+
+    torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
+    networks = TrainingNetworks.from_config(config).to(device)
     optimizers = make_optimizers(networks, train_cfg)
     scalers = (
         {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
@@ -243,6 +449,7 @@ def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = F
             resume_from, networks=networks, optimizers=optimizers, scalers=scalers, device=device
         )
         start_step = int(meta["step"])
+    dropped = trim_scalars(run_dir / "scalars.jsonl", start_step) if dist.is_main and resume_from else 0
 
     sampler = StepBatchSampler(
         len(dataset), train_cfg.batch_size, start_step=start_step, rank=dist.rank, world_size=dist.world_size
@@ -274,6 +481,7 @@ def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = F
         last_step=total_steps(config, sampler.steps_per_epoch),
         resume_from=resume_from,
         logger=logger,
+        lock=lock,
     )
     n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in networks.parts().items()}
     logger.info(
@@ -282,6 +490,17 @@ def build_run(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = F
         f"images per epoch ({run.steps_per_epoch} steps), steps {start_step} -> {run.last_step}; parameters "
         + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
     )
+    if removed:
+        logger.info(
+            f"removed {len(removed)} temporary file(s) left by an interrupted run: "
+            + ", ".join(str(path) for path in removed[:5])
+            + (" ..." if len(removed) > 5 else "")
+        )
+    if dropped:
+        logger.info(
+            f"scalars.jsonl: dropped {dropped} record(s) after step {start_step} (logged by the interrupted run "
+            "after its last checkpoint; this run logs those steps again)"
+        )
     warning = size_warning(crops, dataset)
     if warning:
         logger.warning(warning)
@@ -295,6 +514,8 @@ def _log_step(
     if not all(math.isfinite(v) for v in values.values()):
         raise FloatingPointError(f"non-finite loss at step {step}: {format_losses(values)}")
     values.update(lr=lr, epoch=epoch, sec_per_step=(time.perf_counter() - window[0]) / window[1])
+    if run.unreadable:
+        values["data/unreadable_images"] = len(run.unreadable)
     run.logger.scalars(step, values)
     bar.set_postfix_str(
         format_losses(values, ["D/loss", "G/adversarial", f"G/{run.config.loss.contrastive}", "G/ts"])
@@ -323,7 +544,12 @@ def run_training(run: TrainingRun, *, progress: bool = True) -> Path:
         while step < run.last_step:
             epoch = step // run.steps_per_epoch
             lr = run.set_learning_rate(epoch)
-            batch = next(batches).to(run.device, non_blocking=True)
+            try:
+                batch = next(batches).to(run.device, non_blocking=True)
+            except ImageLoadError as error:  # every image of a domain fails to decode
+                raise TrainingDataError(f"step {step}: {error}") from error
+            if batch.unreadable:
+                run.note_unreadable(step, batch.unreadable)
             losses = train_step(
                 run.networks,
                 run.optimizers,
@@ -352,9 +578,14 @@ def run_training(run: TrainingRun, *, progress: bool = True) -> Path:
                 dist.barrier()
         if step == run.start_step and dist.is_main and run.resume_from is None:  # max_steps = 0: still one
             last_path = run.save(step, 0)
+        if run.unreadable:
+            run.logger.warning(
+                f"{len(run.unreadable)} image(s) could not be decoded and were replaced {run.replaced} time(s) "
+                "by the next readable image of their domain: " + ", ".join(sorted(run.unreadable))
+            )
     finally:
         bar.close()
-        run.logger.close()
+        run.close()
     return last_path if last_path is not None else run.checkpoint_dir / ckpt.checkpoint_name(step)
 
 
@@ -362,4 +593,4 @@ def train(
     config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> Path:
     """Train as ``config`` says (`build_run`, then `run_training`); returns the last checkpoint's path."""
-    return run_training(build_run(config, run_dir, resume=resume), progress=progress)
+    return run_training(build_run(config, run_dir, resume=resume, progress=progress), progress=progress)
