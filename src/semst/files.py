@@ -21,6 +21,10 @@ Two context managers, for the two ways libraries write:
 
 and two shortcuts, :func:`write_text` and :func:`write_json`.
 
+An ``OSError`` of the file system (a full disk, a read-only folder, a missing permission) is raised with the
+*destination* as its file name, not the temporary file's, so that the message says where the write failed:
+``out/a.png: No space left on device``.
+
 Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
 them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``.
 They are created with the permissions a plain ``open()`` gives (``0o666`` minus the umask, usually
@@ -44,6 +48,17 @@ __all__ = ["atomic_path", "atomic_write", "write_json", "write_text"]
 _MODES = ("w", "wt", "wb")
 
 
+def _naming_destination(error: OSError, path: Path, temporary: Path | None) -> OSError:
+    """``error`` with ``path`` as its file name when it names no file or the temporary one (else unchanged).
+
+    ``OSError(errno, strerror, filename)`` builds the subclass of the error number (``FileNotFoundError``,
+    ``PermissionError``, ...), as the original was.
+    """
+    if error.errno is None or error.filename not in (None, str(temporary), temporary):
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
 def _create_temporary(path: Path) -> tuple[int, Path]:
     """Creates an empty temporary file next to ``path``; returns its descriptor (open for writing) and path.
 
@@ -53,7 +68,10 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    return os.open(temporary, flags, 0o666), temporary
+    try:
+        return os.open(temporary, flags, 0o666), temporary
+    except OSError as error:
+        raise _naming_destination(error, path, temporary) from error
 
 
 @contextlib.contextmanager
@@ -75,7 +93,7 @@ def atomic_write(
 
     Raises:
         ValueError: ``mode`` is not ``"w"``, ``"wt"`` or ``"wb"``, or ``encoding`` is given with ``"wb"``.
-        OSError: The file could not be written or renamed.
+        OSError: The file could not be written or renamed; its file name is ``path``.
     """
     if mode not in _MODES:
         raise ValueError(f"atomic_write writes with mode 'wb', 'w' or 'wt', got {mode!r} for {path}")
@@ -91,6 +109,12 @@ def atomic_write(
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        named = _naming_destination(error, path, temporary)
+        if named is error:
+            raise
+        raise named from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -112,7 +136,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         The temporary file's path, in the destination's folder.
 
     Raises:
-        OSError: The file could not be written or renamed.
+        OSError: The file could not be written or renamed; its file name is ``path``.
     """
     path = Path(path)
     fd, temporary = _create_temporary(path)
@@ -131,6 +155,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        named = _naming_destination(error, path, temporary)
+        if named is error:
+            raise
+        raise named from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
