@@ -79,7 +79,8 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
         "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
         "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
-        "statistics slightly)",
+        "statistics slightly, up to 2048x2048 pixels, and larger images in 1024 px tiles with a 256 px "
+        "overlap; a PX at least the image's longest side gives one whole-image pass)",
     )
     group.add_argument(
         "--tile-overlap",
