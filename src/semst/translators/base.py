@@ -173,6 +173,9 @@ class Translator(nn.Module):
         path = ckpt.resolve_checkpoint(path)
         version, meta = ckpt.read_header(path)
         config = checkpoint_config(meta, path)
+        step = meta.get("step", 0)
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ckpt.CheckpointError(f"{path}: the checkpoint's step {step!r} is not a number of steps")
         kind = translator_class(config)
         if cls is not Translator and kind is not cls:
             raise ckpt.CheckpointError(f"{path} holds a {kind.kind} translator, not a {cls.__name__}")
@@ -190,9 +193,6 @@ class Translator(nn.Module):
         state = ckpt.strip_prefix(tensors, "translator.")
         ckpt.load_module_state(translator, state, what="translator", path=path)
         translator.checkpoint_path = path
-        step = meta.get("step", 0)
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ckpt.CheckpointError(f"{path}: the checkpoint's step {step!r} is not a number of steps")
         translator.step = step
         target = resolve_device(device) if isinstance(device, str) else device
         return translator.to(target).eval()
