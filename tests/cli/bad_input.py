@@ -110,19 +110,20 @@ def jpeg_bytes(size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def write_broken_image(path: Path, kind: str) -> Path:
+def write_broken_image(path: Path, kind: str, size: tuple[int, int] = (16, 12)) -> Path:
     """A file with an image name that does not hold a whole image; ``kind`` is one of BROKEN_IMAGE_KINDS.
 
+    Truncated files keep a whole header announcing ``size`` (W, H), so that only decoding finds the damage.
     Returns the path written (a truncated JPEG gets the suffix .jpg).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "zero-byte":
         path.write_bytes(b"")
     elif kind == "truncated-png":
-        path.write_bytes(png_bytes()[:100])
+        path.write_bytes(png_bytes(size)[:100])
     elif kind == "truncated-jpeg":
         path = path.with_suffix(".jpg")
-        path.write_bytes(jpeg_bytes()[:300])
+        path.write_bytes(jpeg_bytes(size)[:300])
     elif kind == "not-an-image":
         path.write_text("hello, I am a text file with an image's name\n")
     elif kind == "garbage":

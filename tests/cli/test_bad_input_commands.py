@@ -77,7 +77,7 @@ def test_segmenter_out_that_is_an_input_is_refused(target, labelled, capsys):
 
 @pytest.mark.parametrize("kind", ["zero-byte", "truncated-png", "garbage"])
 def test_segmenter_train_names_a_broken_label_map_before_training(kind, labelled, capsys):
-    broken = write_broken_image(labelled / "labels" / "x_1.png", kind)
+    broken = write_broken_image(labelled / "labels" / "x_1.png", kind, SIZE)
     tree = Tree(labelled)
     result = run(_segmenter_train(labelled, labelled / "seg.safetensors"), capsys)
     assert_refused(result, "segmenter", broken)

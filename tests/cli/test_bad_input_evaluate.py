@@ -65,7 +65,7 @@ def test_the_good_case_works(data, capsys):
 @pytest.mark.parametrize("kind", BROKEN_IMAGE_KINDS)
 def test_a_broken_image_is_named(kind, data, capsys):
     (data / "images" / "x_1.png").unlink()
-    broken = write_broken_image(data / "images" / "x_1.png", kind)
+    broken = write_broken_image(data / "images" / "x_1.png", kind, SIZE)
     tree = Tree(data)
     result = run(_segmentation(data, "--output", data / "scores.json"), capsys)
     assert_refused(result, "evaluate", broken)
@@ -75,7 +75,7 @@ def test_a_broken_image_is_named(kind, data, capsys):
 
 @pytest.mark.parametrize("kind", ["zero-byte", "truncated-png", "garbage"])
 def test_a_broken_label_map_is_named(kind, data, capsys):
-    broken = write_broken_image(data / "labels" / "x_2.png", kind)
+    broken = write_broken_image(data / "labels" / "x_2.png", kind, SIZE)
     tree = Tree(data)
     assert_refused(run(_segmentation(data), capsys), "evaluate", broken)
     tree.assert_unchanged()
@@ -100,7 +100,7 @@ def test_a_label_map_of_another_size_is_named(data, capsys):
 
 def test_a_broken_source_image_for_the_pictures_is_named(data, capsys):
     shutil.copytree(data / "images", data / "sources")
-    broken = write_broken_image(data / "sources" / "x_0.png", "truncated-png")
+    broken = write_broken_image(data / "sources" / "x_0.png", "truncated-png", SIZE)
     tree = Tree(data)
     result = run(_segmentation(data, "--pictures", data / "pictures", "--sources", data / "sources"), capsys)
     assert_refused(result, "evaluate", broken)
@@ -188,7 +188,7 @@ def test_paired_output_that_is_a_true_image_is_refused(paired, capsys):
 
 @pytest.mark.parametrize("kind", ["zero-byte", "truncated-png"])
 def test_paired_broken_prediction_is_named(kind, paired, capsys):
-    broken = write_broken_image(paired / "images" / "x_0.png", kind)
+    broken = write_broken_image(paired / "images" / "x_0.png", kind, SIZE)
     tree = Tree(paired)
     assert_refused(run(_paired(paired, "--output", paired / "s.json"), capsys), "evaluate", broken)
     tree.assert_unchanged()
