@@ -44,6 +44,8 @@ def plan_outputs(
 ) -> list[tuple[Path, Path]]:
     """Pair every input image with its output path; raises if inputs are missing or outputs collide."""
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"the output folder {output_dir} is a file; choose a folder")
     if ext is not None:
         ext = ext if ext.startswith(".") else f".{ext}"
         if ext.lower() not in IMAGE_EXTENSIONS:
@@ -83,6 +85,8 @@ def panel_paths(
         semst.overlap.OverlapError: The panel folder holds an input, or a panel would replace a translation.
     """
     output_dir, fusion_dir = Path(output_dir), Path(fusion_dir)
+    if fusion_dir.exists() and not fusion_dir.is_dir():
+        raise ValueError(f"--fusion-panels {fusion_dir} is a file; choose a folder")
     refuse_overlap([src for src, _ in pairs], folders=[fusion_dir])
     panels = [fusion_dir / dst.relative_to(output_dir).with_suffix(".png") for _, dst in pairs]
     outputs = {dst.resolve() for _, dst in pairs}

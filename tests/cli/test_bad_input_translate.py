@@ -217,3 +217,12 @@ def test_missing_input_and_checkpoint_are_named(nest, checkpoints, capsys):
         "translate",
         "no.safetensors",
     )
+
+
+def test_an_output_folder_that_is_a_file_is_refused(nest, checkpoints, capsys):
+    (nest / "out.png").write_bytes(b"mine")
+    tree = Tree(nest)
+    for options in (["-o", nest / "out.png"], ["-o", nest / "out", "--fusion-panels", nest / "out.png"]):
+        result = run(["translate", checkpoints["multi"], nest / "nest", *options, "--no-progress"], capsys)
+        assert "is a file" in assert_refused(result, "translate", nest / "out.png")
+    tree.assert_unchanged()
