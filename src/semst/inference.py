@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +162,8 @@ def translate_files(
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels!r}")
     report = TranslationReport()
-    with _size_checked_here():
-        bar = tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
+    with _size_checked_here(), bar:
         for (src, dst), panel in zip(bar, panels):
             if dst.exists() and not overwrite:
                 report.skipped.append(dst)
@@ -186,7 +187,8 @@ def translate_files(
                     where = exc.filename or dst
                     raise OSError(
                         exc.errno,
-                        f"{exc.strerror}; stopped after writing {len(report.written)} image(s)",
+                        f"{exc.strerror or os.strerror(exc.errno)}; stopped after writing "
+                        f"{len(report.written)} image(s)",
                         str(where),
                     ) from exc
                 log.error("failed on %s: %s", src, exc)
