@@ -20,7 +20,9 @@ def tree(tmp_path):
 
 
 def test_separate_outputs_pass(tree):
-    refuse_overlap([tree / "nest"], files=[tree / "out.json"], folders=[tree / "out", tree / "nest" / "empty"])
+    refuse_overlap(
+        [tree / "nest"], files=[tree / "out.json"], folders=[tree / "out", tree / "nest" / "empty"]
+    )
     refuse_overlap([tree / "nest" / "a.png"], folders=[tree / "nest" / "new" / "deeper"])
     refuse_overlap([None, tree / "missing.png"], files=[None], folders=[None, tree / "nest"])
 
