@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -138,3 +139,25 @@ def test_remove_temporaries_removes_only_semst_names(tmp_path):
     assert all(path.read_text() == "user" for path in others)
     assert (tmp_path / f".folder.{'a' * 32}.tmp").is_dir()
     assert remove_temporaries(tmp_path / "missing") == []
+
+
+def test_a_full_disk_names_the_destination_and_keeps_the_old_file(tmp_path):
+    path = write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(OSError) as caught, atomic_write(path, "w"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    with pytest.raises(OSError) as caught, atomic_path(path) as temporary:
+        raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
+    assert caught.value.filename == str(path)
+    assert path.read_text() == "old" and _temporaries(tmp_path) == []
+    # An error about another file keeps its own name.
+    with pytest.raises(FileNotFoundError) as caught, atomic_write(path, "w"):
+        open(tmp_path / "elsewhere" / "x")  # noqa: SIM115 - raises
+    assert caught.value.filename == str(tmp_path / "elsewhere" / "x")
+
+
+def test_an_unwritable_folder_is_named(tmp_path):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(OSError) as caught, atomic_write(tmp_path / "blocker" / "a.txt", "w"):
+        pass
+    assert "blocker" in str(caught.value)

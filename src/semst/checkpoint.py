@@ -12,13 +12,16 @@ when it is complete, so a crash mid-write never damages the previous checkpoint.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from semst.files import atomic_path
@@ -27,6 +30,25 @@ FORMAT = "semst-checkpoint"
 FORMAT_VERSION = 2  # 2: networks named by the module tree (``translator.generator.*``); 1: semst 0.1
 SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Bytes per element of the safetensors dtypes PyTorch reads.
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
 
 
 class CheckpointError(ValueError):
@@ -39,12 +61,23 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], meta:
     The write goes through :func:`semst.files.atomic_path`, so the file gets the permissions of a plain
     ``open()`` (``0o666`` minus the umask) and an interrupted write leaves any previous file intact. Tensors
     are copied to contiguous CPU memory (shared storage is not allowed by safetensors).
+
+    Raises:
+        OSError: The file could not be written (a full disk, say); its file name is ``path``.
     """
     path = Path(path)
     cpu = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "meta": json.dumps(meta)}
     with atomic_path(path) as temporary:
-        save_file(cpu, str(temporary), metadata=header)
+        try:
+            save_file(cpu, str(temporary), metadata=header)
+        except SafetensorError as exc:
+            # safetensors reports a full disk as its own error, with the Rust I/O error's number in the text.
+            number = re.search(r"(?:code: |os error )(\d+)", str(exc))
+            if number is None:
+                raise OSError(f"{path}: the checkpoint could not be written: {exc}") from exc
+            code = int(number.group(1))
+            raise OSError(code, os.strerror(code), str(path)) from exc
     return path
 
 
@@ -66,8 +99,53 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def read_header(path: str | Path) -> tuple[int, dict[str, Any]]:
-    """Validate that ``path`` is a semst checkpoint; return its format version and ``meta`` dict."""
+    """Validate that ``path`` is a semst checkpoint; return its format version and ``meta`` dict.
+
+    Every part of the header is checked before it is used (the metadata strings, each tensor's dtype, shape
+    and byte range), so a damaged or crafted file gives a `CheckpointError` naming it, whatever it holds.
+    """
     path = Path(path)
+    header = _read_safetensors_header(path)
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a semst checkpoint (no format={FORMAT!r} in its metadata)"
+        )
+    version = metadata.get("format_version", "")
+    if not isinstance(version, str) or not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this semst reads versions <= {FORMAT_VERSION}"
+        )
+    raw_meta = metadata.get("meta")
+    if not isinstance(raw_meta, str):
+        raise CheckpointError(f"{path}: the checkpoint metadata is missing or damaged (no 'meta' text)")
+    try:
+        meta = json.loads(raw_meta)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: the checkpoint metadata is damaged (not JSON: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the checkpoint metadata is not a JSON object")
+    return int(version), meta
+
+
+def tensor_shapes(path: str | Path, prefixes: Iterable[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """The shapes of a checkpoint's tensors, read from its header alone (no tensor data is read).
+
+    Args:
+        path: A semst checkpoint (validated as `read_header` does).
+        prefixes: Only names starting with one of these; None: all.
+    """
+    read_header(path)
+    wanted = tuple(prefixes) if prefixes is not None else None
+    return {
+        name: tuple(entry["shape"])
+        for name, entry in _read_safetensors_header(Path(path)).items()
+        if name != "__metadata__" and (wanted is None or name.startswith(wanted))
+    }
+
+
+def _read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, each entry checked for its types and byte range."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
@@ -94,30 +172,50 @@ def read_header(path: str | Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"{path} is not a semst checkpoint: its header is not valid JSON") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a semst checkpoint: unexpected header")
-    metadata = header.get("__metadata__") or {}
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is a safetensors file but not a semst checkpoint (no format={FORMAT!r} in its metadata)"
-        )
-    version = metadata.get("format_version", "")
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {version!r}; this semst reads versions <= {FORMAT_VERSION}"
-        )
-    data_end = max(
-        (entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__"), default=0
-    )
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path} is damaged: its header metadata is not a map of texts")
+    data_end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        problem = _entry_problem(entry)
+        if problem:
+            raise CheckpointError(f"{path} is damaged: tensor {name!r} {problem}")
+        data_end = max(data_end, entry["data_offsets"][1])
     if 8 + header_len + data_end > size:
         raise CheckpointError(
             f"{path} is truncated: the header describes {8 + header_len + data_end} bytes, the file has {size}"
         )
-    try:
-        meta = json.loads(metadata["meta"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: the checkpoint metadata is missing or damaged") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: the checkpoint metadata is not a JSON object")
-    return int(version), meta
+    return header
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _entry_problem(entry: object) -> str | None:
+    """What is wrong with one tensor entry of a safetensors header, or None."""
+    if not isinstance(entry, dict):
+        return f"is described by {type(entry).__name__}, not by dtype, shape and data_offsets"
+    dtype = entry.get("dtype")
+    if dtype not in _DTYPE_BYTES:
+        return f"has an unknown dtype {dtype!r}"
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        return f"has an invalid shape {shape!r}"
+    offsets = entry.get("data_offsets")
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(map(_is_count, offsets))
+        and offsets[0] <= offsets[1]
+    ):
+        return f"has invalid data_offsets {offsets!r}"
+    # The bytes must be what the shape says: then a header cannot announce tensors the file does not hold.
+    if offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_BYTES[dtype]:
+        return f"of shape {shape} and dtype {dtype} does not take the {offsets[1] - offsets[0]} bytes it is given"
+    return None
 
 
 def load_tensors(
@@ -143,17 +241,18 @@ def strip_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, 
     return {name[len(prefix) :]: t for name, t in tensors.items() if name.startswith(prefix)}
 
 
-def load_module_state(
-    module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, what: str, path: Path
+def check_shapes(
+    expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]], *, what: str, path: Path
 ) -> None:
-    """``module.load_state_dict(state)`` with an error that says which weights do not fit and why."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    """Raise a `CheckpointError` naming ``path`` unless ``found`` has exactly the tensors and shapes of
+    ``expected`` (name -> shape); the message says which tensors are missing, unexpected or of another shape.
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if own[k].shape != state[k].shape
+        f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
+        for k in sorted(set(expected) & set(found))
+        if tuple(expected[k]) != tuple(found[k])
     ]
     if missing or unexpected or mismatched:
         lines = []
@@ -166,6 +265,20 @@ def load_module_state(
         raise CheckpointError(
             f"{path}: the {what} weights do not fit the {what} in its config: " + "; ".join(lines)
         )
+
+
+def load_module_state(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, what: str, path: Path
+) -> None:
+    """``module.load_state_dict(state)`` with an error that says which weights do not fit and why, or which
+    weight holds a NaN or an infinity (a network that would turn every image into noise)."""
+    own = module.state_dict()
+    check_shapes(
+        {k: t.shape for k, t in own.items()}, {k: t.shape for k, t in state.items()}, what=what, path=path
+    )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: the {what} weight {name} holds NaN or infinite values")
     module.load_state_dict(state)
 
 

@@ -202,6 +202,11 @@ class ExperimentConfig:
             "log.keep_checkpoints": self.log.keep_checkpoints,
         }
         problems += [f"{k} must be >= 0 (got {v})" for k, v in non_negative.items() if v < 0]
+        problems += [
+            f"{k} must be <= {limit} (got {v})"
+            for k, (v, limit) in self.architecture_limits().items()
+            if v > limit
+        ]
         if not 0 <= self.train.seed < 2**32:
             problems.append(f"train.seed must be in [0, 2**32) (got {self.train.seed})")
         if self.train.max_steps is not None and self.train.max_steps < 0:
@@ -226,8 +231,26 @@ class ExperimentConfig:
         if self.preset not in PRESETS and self.preset != "custom":
             problems.append(f"preset must be one of {PRESETS} or 'custom' (got {self.preset!r})")
         if problems:
-            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
+
+    def architecture_limits(self) -> dict[str, tuple[int, int]]:
+        """Key -> (value, largest allowed value) of the sizes that decide how much memory the networks take.
+
+        The limits are well above any published setting (CUT and SemST: 64 channels, 9 blocks, 256 patches
+        and dimensions) and keep a typo or a crafted checkpoint from asking for tens of gigabytes: the
+        generator's weights grow with ``base_channels**2 * num_blocks``, and the largest allowed one (256
+        channels, 32 blocks) holds 616 M weights (2.5 GB; twice that for a multi-scale translator).
+        """
+        return {
+            "generator.base_channels": (self.generator.base_channels, 256),
+            "generator.num_blocks": (self.generator.num_blocks, 32),
+            "discriminator.base_channels": (self.discriminator.base_channels, 256),
+            "discriminator.num_layers": (self.discriminator.num_layers, 8),
+            "projection.num_patches": (self.projection.num_patches, 4096),
+            "projection.dim": (self.projection.dim, 4096),
+            "multiscale.attention_hidden": (self.multiscale.attention_hidden, 1024),
+        }
 
     def multiscale_problems(self) -> list[str]:
         ms = self.multiscale

@@ -21,6 +21,10 @@ Two context managers, for the two ways libraries write:
 
 and two shortcuts, :func:`write_text` and :func:`write_json`.
 
+An ``OSError`` of the file system (a full disk, a read-only folder, a missing permission) is raised with the
+*destination* as its file name, not the temporary file's, so that the message says where the write failed:
+``out/a.png: No space left on device``.
+
 Temporary files are named ``.NAME.<32 hex digits>.tmp`` next to ``NAME``: hidden, so image listings skip
 them, and easy to find and delete after a hard crash (power loss, ``SIGKILL``) with the glob ``.*.tmp``;
 :func:`remove_temporaries` deletes exactly those names (``semst train`` and ``semst refine`` call it on their
@@ -50,6 +54,17 @@ TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 """The names of this module's temporary files, ``.NAME.<32 hex digits>.tmp`` (matched with ``fullmatch``)."""
 
 
+def _naming_destination(error: OSError, path: Path, temporary: Path | None) -> OSError:
+    """``error`` with ``path`` as its file name when it names no file or the temporary one (else unchanged).
+
+    ``OSError(errno, strerror, filename)`` builds the subclass of the error number (``FileNotFoundError``,
+    ``PermissionError``, ...), as the original was.
+    """
+    if error.errno is None or error.filename not in (None, str(temporary), temporary):
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
 def _create_temporary(path: Path) -> tuple[int, Path]:
     """Creates an empty temporary file next to ``path``; returns its descriptor (open for writing) and path.
 
@@ -59,7 +74,10 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    return os.open(temporary, flags, 0o666), temporary
+    try:
+        return os.open(temporary, flags, 0o666), temporary
+    except OSError as error:
+        raise _naming_destination(error, path, temporary) from error
 
 
 @contextlib.contextmanager
@@ -81,7 +99,7 @@ def atomic_write(
 
     Raises:
         ValueError: ``mode`` is not ``"w"``, ``"wt"`` or ``"wb"``, or ``encoding`` is given with ``"wb"``.
-        OSError: The file could not be written or renamed.
+        OSError: The file could not be written or renamed; its file name is ``path``.
     """
     if mode not in _MODES:
         raise ValueError(f"atomic_write writes with mode 'wb', 'w' or 'wt', got {mode!r} for {path}")
@@ -97,6 +115,12 @@ def atomic_write(
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        named = _naming_destination(error, path, temporary)
+        if named is error:
+            raise
+        raise named from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -118,7 +142,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         The temporary file's path, in the destination's folder.
 
     Raises:
-        OSError: The file could not be written or renamed.
+        OSError: The file could not be written or renamed; its file name is ``path``.
     """
     path = Path(path)
     fd, temporary = _create_temporary(path)
@@ -137,6 +161,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        named = _naming_destination(error, path, temporary)
+        if named is error:
+            raise
+        raise named from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -231,7 +231,7 @@ def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
     errors = [line for line in err.splitlines() if line.startswith("semst train: error")]
     assert "Traceback" not in err and len(errors) == 1
     assert str(out / "checkpoints" / ckpt.checkpoint_name(2)) in errors[0] and str(good) in errors[0]
-    assert "StorageFull" in errors[0] and "--resume" in errors[0]
+    assert "No space left on device" in errors[0] and "--resume" in errors[0]
     assert good.read_bytes() == good_bytes
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [good.name]  # no temporary left
 

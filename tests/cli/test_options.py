@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli import COMMANDS, build_parser
-from semst.cli.options import DEVICE_HELP, add_device, add_progress, add_verbosity
+from semst.cli.options import DEVICE_HELP, VERBOSE_HELP, add_device, add_progress, add_verbosity
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser, name: str = "semst"):
@@ -33,7 +33,7 @@ def test_every_command_takes_verbose_and_the_shared_options_agree():
     for command in COMMANDS:
         for name, parser in _leaf_parsers(subparsers[command], f"semst {command}"):
             options = {o: a for a in parser._actions for o in a.option_strings}
-            assert "--verbose" in options and options["-v"].help == "debug logging", name
+            assert "--verbose" in options and options["-v"].help == VERBOSE_HELP, name
             if "--device" in options and options["--device"].default == "auto":
                 assert options["--device"].help == DEVICE_HELP, name
             if "--no-progress" in options:

@@ -146,6 +146,27 @@ def test_tiled_translation_matches_whole_image_where_it_fits_and_is_close_elsewh
     assert translator.translate(image, Tiling(tile=32, overlap=8)).size == (57, 41)
 
 
+def test_large_single_scale_images_are_tiled_automatically(saved, monkeypatch):
+    """Above AUTO_TILE_PIXELS a whole-image tiling becomes AUTO_TILING (here both shrunk to a test's size);
+    an explicit tile is kept, and smaller images still get one whole-image pass."""
+    from semst.cli.translate import AUTO_TILE_SIDE
+    from semst.translators import single_scale
+
+    assert single_scale.AUTO_TILE_PIXELS == AUTO_TILE_SIDE**2  # what `semst translate --help` says
+    translator = Translator.from_checkpoint(saved[0], device="cpu")
+    small, large = torch.rand(1, 3, 24, 32) * 2 - 1, torch.rand(1, 3, 40, 56) * 2 - 1
+    whole_small, whole_large = translator(small), translator(large)
+    auto = Tiling(tile=32, overlap=8, batch=1)
+    monkeypatch.setattr(single_scale, "AUTO_TILE_PIXELS", 24 * 32)
+    monkeypatch.setattr(single_scale, "AUTO_TILING", auto)
+    torch.testing.assert_close(translator.translate_tensor(small), whole_small)
+    tiled = translator.translate_tensor(large)
+    torch.testing.assert_close(tiled, translator.translate_tensor(large, auto))
+    assert not torch.allclose(tiled, whole_large)
+    # A tile at least the image's side is one whole-image pass, whatever the size.
+    torch.testing.assert_close(translator.translate_tensor(large, Tiling(tile=56, overlap=8)), whole_large)
+
+
 def test_multiscale_checkpoints_load_all_translation_networks(tmp_path, make_config):
     path, trained = _save(tmp_path, make_config("semst", **TINY_MULTISCALE), step=3)
     translator = Translator.from_checkpoint(path, device="cpu")

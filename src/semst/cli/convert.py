@@ -75,6 +75,7 @@ def describe_architecture(arch: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from semst import checkpoint as ckpt
     from semst.interop.cut import convert_cut_checkpoint, infer_cut_architecture, load_cut_state_dict
+    from semst.overlap import refuse_overlap
 
     source = Path(args.source)
     if args.dry_run:
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(describe_architecture(arch)))
         return 0
     out = Path(args.out) if args.out else source.with_suffix(ckpt.SUFFIX)
+    refuse_overlap([source], files=[out])
     written = convert_cut_checkpoint(source, out, name=args.name)
     meta = ckpt.read_metadata(written)
     print(f"source      {source} (sha256 {meta['source']['sha256'][:16]}...)")

@@ -246,11 +246,18 @@ def _run_segmentation(args: argparse.Namespace) -> int:
     from semst.data.labels import NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
     from semst.evaluation import evaluate_segmentation, match_pairs
     from semst.evaluation.pictures import distortion_panel
+    from semst.overlap import refuse_overlap
     from semst.runtime import resolve_device
     from semst.segmentation.loading import load_segmenter
 
     pairs = match_pairs(
         Path(args.images), Path(args.labels), image_suffix=args.image_suffix, label_suffix=args.label_suffix
+    )
+    # Nothing written may replace a scored image, a label map, a source image or the segmenter.
+    refuse_overlap(
+        [args.segmenter, args.sources, *(path for pair in pairs for path in pair)],
+        files=[args.output],
+        folders=[args.pictures],
     )
     device = resolve_device(args.device)
     if (args.mean is None) != (args.std is None):
@@ -318,10 +325,12 @@ def _run_segmentation(args: argparse.Namespace) -> int:
 
 def _run_paired(args: argparse.Namespace) -> int:
     from semst.evaluation import evaluate_paired, match_prediction_pairs
+    from semst.overlap import refuse_overlap
 
     pairs = match_prediction_pairs(
         Path(args.pred), Path(args.gt), pred_suffix=args.pred_suffix, target_suffix=args.gt_suffix
     )
+    refuse_overlap([path for pair in pairs for path in pair], files=[args.output])
     scores = evaluate_paired(pairs, progress=not args.no_progress)
     scores.update(pred=str(args.pred), gt=str(args.gt))
     print(

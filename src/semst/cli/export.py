@@ -46,8 +46,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from semst import checkpoint as ckpt
     from semst.export import export_checkpoint
+    from semst.overlap import refuse_overlap
 
+    refuse_overlap([ckpt.resolve_checkpoint(args.checkpoint)], files=[args.out])
     path = export_checkpoint(
         args.checkpoint,
         args.out,

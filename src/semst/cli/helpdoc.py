@@ -71,6 +71,10 @@ def render_config() -> str:
         "Set values with a preset (`--preset`), a YAML file (`--config FILE`, any subset of the sections below)",
         "and dotted overrides (`--set loss.ts_weight=1 train.batch_size=4`), in that order of precedence.",
         "Defaults shown are the dataclass defaults, which equal the `semst` preset.",
+        "",
+        "Network sizes are bounded, so that a typo or a crafted checkpoint cannot ask for gigabytes: "
+        + ", ".join(f"`{key}` <= {limit}" for key, (_, limit) in config.architecture_limits().items())
+        + ".",
     ]
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)

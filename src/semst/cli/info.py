@@ -20,6 +20,64 @@ def add_parser(subparsers) -> None:
     add_verbosity(p)
 
 
+def _known(value: object) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def _describe_segmenter(meta: dict) -> list[str]:
+    architecture = meta.get("architecture")
+    architecture = architecture if isinstance(architecture, dict) else {}
+    lines = [
+        f"segmenter   {_known(architecture.get('name'))}: {_known(meta.get('num_classes'))} classes, width "
+        f"{_known(architecture.get('width'))}, depth {_known(architecture.get('depth'))}, norm "
+        f"{_known(architecture.get('norm'))}",
+        f"trained on  {_known(meta.get('train_pairs'))} labelled images",
+    ]
+    val = meta.get("val")
+    if isinstance(val, dict) and isinstance(val.get("pixel_accuracy"), float):
+        lines.append(
+            f"held-out    {_known(val.get('pairs'))} images: pixel accuracy {100 * val['pixel_accuracy']:.2f}%, "
+            f"mean IoU {100 * float(val.get('mean_iou') or 0):.2f}%"
+        )
+    return lines
+
+
+def _describe_translator(meta: dict, path) -> list[str]:
+    from semst.translators.base import checkpoint_config
+
+    config = checkpoint_config(meta, path)  # validated: a clear error naming the file, never None fields
+    gen, loss, ms = config.generator, config.loss, config.multiscale
+    lines = [
+        f"step        {_known(meta.get('step'))}  epoch {_known(meta.get('epoch'))}  created "
+        f"{_known(meta.get('created'))}",
+        f"preset      {config.preset}",
+    ]
+    if meta.get("kind") == "imported":
+        source = meta.get("source", {})
+        lines.append(
+            f"imported    from {source.get('path', source) if isinstance(source, dict) else source} "
+            "(a CUT/CycleGAN generator: only the generator settings below describe it)"
+        )
+    lines.append(
+        f"generator   {gen.architecture} {gen.num_blocks} blocks, {gen.base_channels} channels, "
+        f"{gen.downsample}/{gen.upsample} resampling, norm {gen.norm}"
+    )
+    if ms.enabled:
+        lines.append(
+            f"multi-scale global {ms.global_size} px crops of {ms.global_size * ms.scale} px regions (scale "
+            f"{ms.scale}), local {ms.local_size} px at full resolution; G_g + G_l + scale attention"
+        )
+    else:
+        lines.append("multi-scale off (one generator)")
+    if meta.get("kind") != "imported":  # imported generators have no semst losses or data
+        lines.append(
+            f"losses      {loss.adversarial} x{loss.adversarial_weight}, {loss.contrastive} "
+            f"x{loss.contrastive_weight}, TS x{loss.ts_weight}"
+        )
+        lines.append(f"data        {config.data.source} -> {config.data.target}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from semst import checkpoint as ckpt
 
@@ -28,38 +86,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in meta.items() if k not in ("rng", "optimizers")}, indent=2))
         return 0
-    config = meta.get("config", {})
-    gen = config.get("generator", {})
-    loss = config.get("loss", {})
+    kind = meta.get("kind")
+    body = _describe_segmenter(meta) if kind == "segmenter" else _describe_translator(meta, path)
     print(f"checkpoint  {path}")
     print(
-        f"kind        {meta.get('kind')}  (semst {meta.get('semst_version')}, torch {meta.get('torch_version')})"
+        f"kind        {_known(kind)}  (semst {_known(meta.get('semst_version'))}, torch "
+        f"{_known(meta.get('torch_version'))})"
     )
-    print(f"step        {meta.get('step')}  epoch {meta.get('epoch')}  created {meta.get('created')}")
-    print(f"preset      {config.get('preset')}")
-    if meta.get("kind") == "imported":
-        source = meta.get("source", {})
-        print(
-            f"imported    from {source.get('path', source) if isinstance(source, dict) else source} "
-            "(a CUT/CycleGAN generator: only the generator settings below describe it)"
-        )
-    print(
-        f"generator   {gen.get('architecture')} {gen.get('num_blocks')} blocks, {gen.get('base_channels')} channels, "
-        f"{gen.get('downsample')}/{gen.get('upsample')} resampling, norm {gen.get('norm')}"
-    )
-    ms = config.get("multiscale", {})
-    if ms.get("enabled"):
-        print(
-            f"multi-scale global {ms.get('global_size')} px crops of {ms.get('global_size', 0) * ms.get('scale', 0)} "
-            f"px regions (scale {ms.get('scale')}), local {ms.get('local_size')} px at full resolution; "
-            f"G_g + G_l + scale attention"
-        )
-    else:
-        print("multi-scale off (one generator)")
-    if meta.get("kind") != "imported":  # imported generators have no semst losses or data
-        print(
-            f"losses      {loss.get('adversarial')} x{loss.get('adversarial_weight')}, {loss.get('contrastive')} "
-            f"x{loss.get('contrastive_weight')}, TS x{loss.get('ts_weight')}"
-        )
-        print(f"data        {config.get('data', {}).get('source')} -> {config.get('data', {}).get('target')}")
+    print("\n".join(body))
     return 0

@@ -17,15 +17,27 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["DEVICE_HELP", "add_device", "add_progress", "add_tiling", "add_verbosity", "tiling_from_args"]
+__all__ = [
+    "DEVICE_HELP",
+    "VERBOSE_HELP",
+    "add_device",
+    "add_progress",
+    "add_tiling",
+    "add_verbosity",
+    "tiling_from_args",
+]
 
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 """What ``--device`` accepts (``auto``: CUDA if available, else the CPU; ``semst.runtime.resolve_device``)."""
 
 
+VERBOSE_HELP = "debug logging, and the full traceback of an error"
+"""What ``-v`` does; without it an error is one line (`semst.cli.main`)."""
+
+
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
-    """Adds ``-v/--verbose`` (``args.verbose``): debug logging."""
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    """Adds ``-v/--verbose`` (``args.verbose``): debug logging, and the traceback of an error."""
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 def add_progress(parser: argparse.ArgumentParser, *, help: str = "no progress bar") -> None:
@@ -67,7 +79,8 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
         "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
         "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
-        "statistics slightly)",
+        "statistics slightly, up to 2048x2048 pixels, and larger images in 1024 px tiles with a 256 px "
+        "overlap; a PX at least the image's longest side gives one whole-image pass)",
     )
     group.add_argument(
         "--tile-overlap",

@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from semst.data.datasets import Maps, open_dataset, write_unaligned_maps
+    from semst.overlap import refuse_overlap
 
     dataset = open_dataset(args.dataset)
     if not isinstance(dataset, Maps):
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.dataset}: only maps:PATH needs preparing; {dataset.name} data sets are used as downloaded "
             "(semst train --data NAME:PATH --target ..., semst refine --dataset NAME:PATH)"
         )
+    refuse_overlap([dataset.root], folders=[args.out])
     counts = write_unaligned_maps(dataset, args.out)
     for split, count in counts.items():
         print(f"{split}: {count} pairs -> {args.out}/{split}A (photos), {args.out}/{split}B (maps)")

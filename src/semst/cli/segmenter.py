@@ -75,9 +75,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from semst.overlap import refuse_overlap
     from semst.segmentation.loading import export_segmenter_torchscript
 
     if args.action == "export":
+        refuse_overlap([args.checkpoint], files=[args.output])
         print(f"wrote {export_segmenter_torchscript(args.checkpoint, args.output)}")
         return 0
 
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     val_pairs = (
         match_pairs(Path(args.val_images), Path(args.val_labels), **suffixes) if args.val_images else None
     )
+    refuse_overlap([path for pair in [*pairs, *(val_pairs or [])] for path in pair], files=[args.out])
     config = SegmenterTrainConfig(
         num_classes=args.num_classes,
         steps=args.steps,

@@ -9,14 +9,20 @@ from semst.cli.formatting import HelpFormatter
 from semst.cli.options import add_device, add_progress, add_tiling, add_verbosity, tiling_from_args
 
 HELP = "translate images (files or folders, any size) with a trained checkpoint"
+# semst.translators.single_scale.AUTO_TILE_PIXELS is AUTO_TILE_SIDE**2 (not imported: --help needs no torch).
+AUTO_TILE_SIDE = 2048
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "translate",
         help=HELP,
-        description=HELP + ". Outputs keep the inputs' sizes and relative names. Unreadable images are "
-        "reported and skipped; the exit status is 1 if any image failed.",
+        description=HELP
+        + ". Outputs keep the inputs' sizes and relative names. Unreadable images and images "
+        "above --max-pixels are reported and skipped; the exit status is 1 if any image failed. Nothing is "
+        "written over an input: an output folder that holds an input image or the checkpoint is refused. "
+        f"Single-scale models translate images of more than {AUTO_TILE_SIDE}x{AUTO_TILE_SIDE} pixels in "
+        "1024 px tiles automatically (see --tile).",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -42,17 +48,33 @@ def add_parser(subparsers) -> None:
         "the scale attention M_s as a heat map and the fused result (needs matplotlib: semst[viz])",
     )
     p.add_argument("--no-overwrite", action="store_true", help="skip images whose output already exists")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="skip (and report) images of more than N pixels (default: Pillow's decompression-bomb limit, "
+        "PIL.Image.MAX_IMAGE_PIXELS, 89478485 unless changed)",
+    )
     add_device(p)
     add_progress(p)
     add_verbosity(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from semst.inference import plan_outputs, translate_files
+    from semst import checkpoint as ckpt
+    from semst.inference import panel_paths, plan_outputs, translate_files
+    from semst.overlap import refuse_overlap
     from semst.translators import Translator
 
-    plan_outputs(args.inputs, args.output, args.ext)  # fail on bad inputs before loading the model
-    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
+    # Fail on bad inputs and outputs that would replace an input before loading the model.
+    pairs = plan_outputs(args.inputs, args.output, args.ext)
+    checkpoint = ckpt.resolve_checkpoint(args.checkpoint)
+    refuse_overlap([checkpoint], folders=[args.output, args.fusion_panels])
+    if args.fusion_panels:
+        panel_paths(pairs, args.output, args.fusion_panels)
+    translator = Translator.from_checkpoint(checkpoint, device=args.device)
     if args.fusion_panels and translator.kind != "multi-scale":
         raise ValueError(
             f"--fusion-panels: {translator.checkpoint_path} is a single-scale model (one generator)"
@@ -67,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=not args.no_overwrite,
         progress=not args.no_progress,
         fusion_dir=args.fusion_panels,
+        max_pixels=args.max_pixels,
     )
     print(
         f"translated {len(report.written)} image(s) into {args.output}"

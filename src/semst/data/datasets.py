@@ -780,7 +780,7 @@ def write_unaligned_maps(
 
     Raises:
         DatasetError: A split is unknown or empty.
-        ValueError: An image has an odd width.
+        ValueError: An image has an odd width (the file is named).
         ImageLoadError: An image cannot be read.
     """
     destination = Path(destination)
@@ -788,7 +788,10 @@ def write_unaligned_maps(
     for split in dataset.splits if splits is None else splits:
         samples = dataset.samples(split)
         for sample in samples:
-            photo, map_image = split_pair(dataset.load_image(sample))
+            try:
+                photo, map_image = split_pair(dataset.load_image(sample))
+            except ValueError as exc:
+                raise ValueError(f"'{sample.image}': {exc}") from exc
             stem = sample.relative.stem
             save_image(photo, destination / f"{split}A" / f"{stem}_A{extension}")
             save_image(map_image, destination / f"{split}B" / f"{stem}_B{extension}")

@@ -23,7 +23,6 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from semst.segmentation.loading import load_segmenter_network
 from semst.segmentation.network import SegmentationUNet
 
 __all__ = ["FeatureExtractor", "SegmenterEncoderExtractor", "file_digest"]
@@ -104,6 +103,9 @@ class SegmenterEncoderExtractor:
                 distortion, but their encoders cannot be reached).
         """
         path = Path(path)
+        # Imported here: semst.segmentation.loading imports semst.evaluation (a cycle at module level).
+        from semst.segmentation.loading import load_segmenter_network
+
         network, _ = load_segmenter_network(path, device=str(device))
         return cls(network, source=str(path), digest=file_digest(path), device=device)
 

@@ -151,7 +151,7 @@ def evaluate_segmentation(
     Raises:
         ValueError: ``pairs`` is empty, ``batch_size`` or ``num_classes`` is out of range, an image and its
             label map differ in size (both files and sizes are named), the segmenter's output has the wrong
-            shape, or a label map holds a value that is neither a class nor ``ignore_index``.
+            shape, or a label map holds a value that is neither a class nor ``ignore_index`` (the file is named).
         ImageLoadError: An image or label map cannot be read.
     """
     if not pairs:
@@ -186,6 +186,7 @@ def evaluate_segmentation(
             image_path, label_path = Path(image_path), Path(label_path)
             image = load_rgb(image_path)
             label = load_label(label_path)  # (H, W)
+            _check_class_ids(label, label_path, num_classes, ignore_index)
             if (image.height, image.width) != label.shape:
                 raise ValueError(
                     f"Image '{image_path}' is {image.width}x{image.height} but its label map '{label_path}' is "
@@ -201,6 +202,19 @@ def evaluate_segmentation(
         flush()
 
     return {**segmentation_scores(counts), "num_images": len(pairs)}
+
+
+def _check_class_ids(label: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> None:
+    """Refuses a label map with ids that are neither classes of the segmenter nor ``ignore_index``, naming it."""
+    unknown = (label >= num_classes) & (label != ignore_index)
+    if unknown.any():
+        values = np.unique(label[unknown])
+        shown = ", ".join(str(int(v)) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+        raise ValueError(
+            f"Label map '{path}' holds class ids {shown}, but the segmenter has {num_classes} classes "
+            f"(0..{num_classes - 1}; {ignore_index} = ignore). Check --num-classes, and that the label maps hold "
+            f"train ids (e.g. Cityscapes *_labelTrainIds.png, not *_labelIds.png)."
+        )
 
 
 def evaluate_paired(pairs: Sequence[tuple[Path, Path]], progress: bool = True) -> dict:

@@ -26,7 +26,15 @@ from typing import Any
 
 import torch
 
-from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
+from semst.checkpoint import (
+    CheckpointError,
+    check_shapes,
+    load_module_state,
+    load_tensors,
+    read_metadata,
+    save_checkpoint,
+    tensor_shapes,
+)
 from semst.evaluation.segmentation import unwrap_logits
 from semst.files import atomic_path
 from semst.segmentation.network import SegmentationUNet
@@ -98,18 +106,39 @@ def load_segmenter_network(
         kind = meta.get("kind")
         what = f"of kind {kind!r}" if kind else "of a translation model"
         raise CheckpointError(f"{path} is a semst checkpoint {what}, not a segmenter checkpoint")
-    architecture = dict(meta.get("architecture") or {})
+    architecture = meta.get("architecture")
+    if not isinstance(architecture, dict):
+        raise CheckpointError(f"{path}: the segmenter checkpoint describes no architecture")
+    architecture = dict(architecture)
     name = architecture.pop("name", None)
-    if name not in _ARCHITECTURES:
+    if not isinstance(name, str) or name not in _ARCHITECTURES:
         raise CheckpointError(
             f"{path}: unknown segmenter architecture {name!r}; this semst knows {sorted(_ARCHITECTURES)}"
         )
-    try:
-        network = _ARCHITECTURES[name](**architecture)
-    except (TypeError, ValueError) as exc:
+    num_classes = meta.get("num_classes")
+    if (
+        not isinstance(num_classes, int)
+        or isinstance(num_classes, bool)
+        or num_classes != architecture.get("num_classes")
+    ):
         raise CheckpointError(
-            f"{path}: the segmenter architecture {meta.get('architecture')} is invalid: {exc}"
-        ) from exc
+            f"{path}: the segmenter's num_classes {num_classes!r} does not match its architecture {architecture}"
+        )
+
+    def build() -> SegmentationUNet:
+        try:
+            return _ARCHITECTURES[name](**architecture)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path}: the segmenter architecture {meta.get('architecture')} is invalid: {exc}"
+            ) from exc
+
+    # Compare the header's tensor shapes with the architecture's before allocating anything.
+    with torch.device("meta"):
+        expected = {k: tuple(t.shape) for k, t in build().state_dict().items()}
+    found = {k[len(PREFIX) :]: shape for k, shape in tensor_shapes(path, prefixes=[PREFIX]).items()}
+    check_shapes(expected, found, what="segmenter", path=path)
+    network = build()
     state = {k[len(PREFIX) :]: t for k, t in load_tensors(path, prefixes=[PREFIX]).items()}
     load_module_state(network, state, what="segmenter", path=path)
     return network.to(device).eval(), meta

@@ -269,6 +269,7 @@ def train_segmenter(
         FileNotFoundError: An image or label map is missing.
         ValueError: No pairs, class names that do not fit, a bad architecture, or a label map that is not
             single-channel, has another size than its image, or holds values other than class ids and 255.
+        ImageLoadError: A label map cannot be decoded (checked before training), or an image (when drawn).
     """
     num_classes, steps, batch_size, crop = (
         config.num_classes,
@@ -282,6 +283,12 @@ def train_segmenter(
         raise ValueError("train_segmenter needs at least one (image, label map) pair")
     train_files = _check_pairs(train_pairs, "training data")
     val_files = _check_pairs(val_pairs, "validation data") if val_pairs else []
+    # Label maps are decoded and their ids checked before the first step, so that a truncated map or a wrong
+    # id fails now, naming the file, and not after an hour of training (images: headers only, above).
+    for _, label_path in tqdm(
+        train_files + val_files, desc="check label maps", unit="map", disable=not progress, leave=False
+    ):
+        _load_label_map(label_path, num_classes)
     warmup = min(100, max(1, steps // 20)) if config.warmup_steps is None else max(1, config.warmup_steps)
     torch_device = torch.device(device)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from PIL import Image
@@ -36,7 +36,16 @@ from semst.data.transforms import CropSpec
 from semst.networks import ResnetGenerator, build_generator
 from semst.tiling import Tiling
 
-__all__ = ["Branch", "TrainingForward", "Translator", "generator_from_config", "translator_class"]
+__all__ = [
+    "Branch",
+    "TrainingForward",
+    "Translator",
+    "checkpoint_config",
+    "generator_from_config",
+    "translator_class",
+]
+
+T = TypeVar("T")
 
 # Checkpoint tensor prefixes of format version 1 (before translators were modules of their own) -> today's.
 _V1_PREFIXES = {
@@ -148,29 +157,43 @@ class Translator(nn.Module):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
         """Load the translator of a semst checkpoint (a file, or a run directory's latest checkpoint).
 
+        Nothing is allocated before the file is known to fit: the stored config is validated (network sizes
+        are bounded, `ExperimentConfig.architecture_limits`), the translator is built on the ``meta`` device
+        (shapes without memory) and its tensor names and shapes are compared with the checkpoint's header;
+        only then are the networks built and the weights read (and checked for NaN and infinities).
         Checkpoints of format version 1 (semst 0.1, written before translators were modules of their own)
         load too.
+
+        Raises:
+            semst.checkpoint.CheckpointError: The file is missing, damaged, not a translator checkpoint, or
+                its config or weights do not describe a usable translator; the message names the file.
         """
         from semst.runtime import resolve_device
 
         path = ckpt.resolve_checkpoint(path)
         version, meta = ckpt.read_header(path)
-        if "config" not in meta:
-            raise ckpt.CheckpointError(f"{path}: the checkpoint holds no config, so its networks are unknown")
-        try:
-            config = ExperimentConfig.from_dict(meta["config"], source=str(path))
-        except (KeyError, TypeError, ConfigError) as exc:
-            raise ckpt.CheckpointError(
-                f"{path}: the config stored in the checkpoint is not usable: {exc}"
-            ) from exc
-        translator = cls.from_config(config)
-        tensors = ckpt.load_tensors(path, prefixes=_translator_prefixes(version))
+        config = checkpoint_config(meta, path)
+        step = meta.get("step", 0)
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ckpt.CheckpointError(f"{path}: the checkpoint's step {step!r} is not a number of steps")
+        kind = translator_class(config)
+        if cls is not Translator and kind is not cls:
+            raise ckpt.CheckpointError(f"{path} holds a {kind.kind} translator, not a {cls.__name__}")
+        prefixes = _translator_prefixes(version)
+        shapes = ckpt.tensor_shapes(path, prefixes=prefixes)
+        if version < 2:
+            shapes = _upgrade_v1_names(shapes)
+        with torch.device("meta"):  # shapes only, no memory
+            expected = {name: tuple(t.shape) for name, t in kind.build(config).state_dict().items()}
+        ckpt.check_shapes(expected, ckpt.strip_prefix(shapes, "translator."), what="translator", path=path)
+        translator = kind.build(config)
+        tensors = ckpt.load_tensors(path, prefixes=prefixes)
         if version < 2:
             tensors = _upgrade_v1_names(tensors)
         state = ckpt.strip_prefix(tensors, "translator.")
         ckpt.load_module_state(translator, state, what="translator", path=path)
         translator.checkpoint_path = path
-        translator.step = int(meta.get("step", 0))
+        translator.step = step
         target = resolve_device(device) if isinstance(device, str) else device
         return translator.to(target).eval()
 
@@ -262,6 +285,37 @@ class Translator(nn.Module):
             raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
 
 
+def checkpoint_config(meta: Mapping[str, object], path: Path) -> ExperimentConfig:
+    """The validated experiment config stored in a translator checkpoint's metadata (``meta["config"]``).
+
+    Raises:
+        semst.checkpoint.CheckpointError: There is no config, or it is not a valid one; the message names
+            ``path`` and the problem (an unknown key, a wrong type, a size above its limit, ...).
+    """
+    if meta.get("kind") == "segmenter":
+        raise ckpt.CheckpointError(
+            f"{path} is a segmenter checkpoint (from semst segmenter train), not a translator; it is used by "
+            "semst evaluate segmentation --segmenter"
+        )
+    raw = meta.get("config")
+    if raw is None:
+        raise ckpt.CheckpointError(
+            f"{path}: the checkpoint holds no config, so its networks are unknown (semst train and semst "
+            "convert write one into every checkpoint)"
+        )
+    if not isinstance(raw, Mapping):
+        raise ckpt.CheckpointError(
+            f"{path}: the config stored in the checkpoint is not a mapping of sections: {raw!r:.60}"
+        )
+    try:
+        return ExperimentConfig.from_dict(raw, source=str(path)).validate()
+    except ConfigError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise ckpt.CheckpointError(
+            f"{path}: the config stored in the checkpoint is not usable: {problem}"
+        ) from exc
+
+
 def translator_class(config: ExperimentConfig) -> type[Translator]:
     """The translator class a config describes: multi-scale when ``multiscale.enabled``."""
     from semst.translators.multi_scale import MultiScaleTranslator
@@ -274,8 +328,9 @@ def _translator_prefixes(version: int) -> list[str]:
     return list(_V1_PREFIXES) if version < 2 else ["translator."]
 
 
-def _upgrade_v1_names(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Tensor names of a format-1 checkpoint as today's (``generator.x`` -> ``translator.generator.x``)."""
+def _upgrade_v1_names(tensors: Mapping[str, T]) -> dict[str, T]:
+    """Tensor names (to tensors or shapes) of a format-1 checkpoint as today's (``generator.x`` ->
+    ``translator.generator.x``)."""
     upgraded = {}
     for name, tensor in tensors.items():
         for old, new in _V1_PREFIXES.items():

@@ -3,10 +3,15 @@
 Training, tiled inference and export all run ``generator`` on images padded by
 `semst.networks.padding.pad_to_multiple` and cropped back: training on fixed-size crops (which need no
 padding), ``forward`` on whole images, ``translate_tensor`` on whole images or on tiles (`semst.tiling`).
+
+Whole images are the default (tiles change instance-norm statistics), up to `AUTO_TILE_PIXELS`: a larger
+image is translated in `AUTO_TILING` tiles, since a whole-image pass needs memory in proportion to its
+pixels (about 4 KB a pixel with the default generator: a 144-megapixel photo would need hundreds of GB).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +24,16 @@ from semst.networks.padding import pad_to_multiple
 from semst.tiling import Tiling, tiled_apply
 from semst.translators.base import Branch, TrainingForward, Translator, generator_from_config
 
-__all__ = ["SingleScaleTranslator"]
+__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILING", "SingleScaleTranslator"]
+
+log = logging.getLogger(__name__)
+
+AUTO_TILE_PIXELS = 2048 * 2048
+"""Images with more pixels than this (4.2 megapixels) are translated in `AUTO_TILING` tiles when the tiling
+asks for whole images: a Cityscapes frame (2048 x 1024) still gets one pass."""
+AUTO_TILING = Tiling(tile=1024, overlap=256, batch=1)
+"""The tiles of large images: 1024 px (instance norm sees a large window, so no grid shows) with a quarter
+overlap, one at a time (a pass over one tile of the default generator takes about 4 GB)."""
 
 
 class SingleScaleTranslator(Translator):
@@ -80,7 +94,7 @@ class SingleScaleTranslator(Translator):
 
     def default_tiling(self) -> Tiling:
         """Whole images in one pass: tiles change instance-norm statistics (use them where memory demands).
-        With a tile: overlap 64, 4 tiles at a time."""
+        With a tile: overlap 64, 4 tiles at a time. Images above `AUTO_TILE_PIXELS` get `AUTO_TILING`."""
         return Tiling(tile=None, overlap=64, batch=4, global_window=None)
 
     @torch.no_grad()
@@ -93,6 +107,16 @@ class SingleScaleTranslator(Translator):
             raise ValueError(
                 "a global window needs a multi-scale translator (this one has a single generator)"
             )
+        height, width = x.shape[-2:]
+        if tiling.tile is None and height * width > AUTO_TILE_PIXELS:
+            log.info(
+                "a %dx%d image is above %d pixels: translating it in %d px tiles (give --tile to choose them)",
+                width,
+                height,
+                AUTO_TILE_PIXELS,
+                AUTO_TILING.tile,
+            )
+            tiling = AUTO_TILING
         if tiling.tile is None:
             return self(x.to(self.device, torch.float32)).to(x.device)
         tiles = [

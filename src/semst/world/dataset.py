@@ -46,6 +46,8 @@ def _settings(seed: int, train: int, test: int, size: tuple[int, int], aerial_si
 
 
 def _check_existing(out: Path, settings: dict) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; choose another --out")
     manifest = out / MANIFEST
     if manifest.is_file():
         try:
