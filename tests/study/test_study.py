@@ -225,3 +225,39 @@ def test_the_command_line(world, prepared, tmp_path, capsys):
     assert "SemST-PatchNCE" in capsys.readouterr().out
     assert main(["study", "run", str(tmp_path / "nothing"), "--no-progress"]) == 1
     assert "holds no study yet" in capsys.readouterr().err
+
+
+def test_the_report_renders_in_a_headless_browser(complete, tmp_path):
+    """Chromium draws the report with its chart (CI installs Debian's chromium; skipped where none is)."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless browser installed (Debian: apt install chromium)")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            (complete / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert pixels.std() > 10  # text, tables and figures, not a blank page
+    # The bar chart's first two bars are matplotlib's tab10 blue and orange.
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 200, colour

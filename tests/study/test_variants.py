@@ -31,10 +31,10 @@ def test_table3_is_the_papers_ablation_plus_the_baselines():
     assert configs["CUT"].loss.contrastive == "patchnce" and configs["CUT"].loss.ts_weight == 0
     assert configs["FastCUT"].loss.flip_equivariance
     for config in configs.values():  # every variant runs at the same scale, with the run's data and seed
-        assert config.train.max_steps == 600 and config.generator.base_channels == 16
+        assert config.train.max_steps == 500 and config.generator.base_channels == 16
         assert config.data.source == "A" and config.data.target == "B" and config.train.seed == 3
-        assert config.data.crop_size == 128 and config.multiscale.local_size == 128
-        assert config.train.constant_epochs + config.train.decay_epochs == 10  # 600 steps / 60 images
+        assert config.data.crop_size == 96 and config.multiscale.local_size == 96
+        assert config.train.constant_epochs + config.train.decay_epochs == 9  # ceil(500 steps / 60 images)
 
 
 def test_variant_overrides_win_over_the_scale():
@@ -55,3 +55,27 @@ def test_resolving_names_and_errors():
     with pytest.raises(ConfigError, match="folder name"):
         Variant("a/b", "cut")
     assert Variant.from_dict(VARIANTS["SemST-TS1"].to_dict()) == VARIANTS["SemST-TS1"]
+
+
+def test_variants_from_a_file(tmp_path):
+    from semst.study.variants import read_variants_file
+
+    path = tmp_path / "variants.yaml"
+    path.write_text(
+        "variants:\n"
+        "  - name: SemST-TS4\n    preset: semst\n    overrides: {loss.ts_weight: 4}\n    description: more TS\n"
+        "  - name: CUT-long\n    preset: cut\n    overrides:\n      train.max_steps: 9\n"
+    )
+    extra = read_variants_file(path)
+    assert extra["SemST-TS4"] == Variant("SemST-TS4", "semst", {"loss.ts_weight": 4}, "more TS")
+    assert [v.name for v in resolve_variants("CUT,SemST-TS4", extra)] == ["CUT", "SemST-TS4"]
+    assert extra["SemST-TS4"].multiscale(SCALES["tiny"]) and not extra["CUT-long"].multiscale(SCALES["tiny"])
+    path.write_text("variants:\n  - name: bad\n    preset: semst\n    overrides: {loss.nope: 1}\n")
+    with pytest.raises(ConfigError, match="variant 'bad'.*unknown key 'loss.nope'"):
+        read_variants_file(path)
+    path.write_text("variants:\n  - name: CUT\n    preset: semst\n")
+    with pytest.raises(ConfigError, match="built-in variant"):
+        read_variants_file(path)
+    path.write_text("something: else\n")
+    with pytest.raises(ConfigError, match="a list of variants"):
+        read_variants_file(path)

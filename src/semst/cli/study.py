@@ -89,6 +89,11 @@ def add_parser(subparsers) -> None:
         metavar="SET_OR_NAMES",
         help=f"a set ({sets}) or comma-separated names of: {', '.join(VARIANTS)}",
     )
+    what.add_argument(
+        "--variants-file",
+        metavar="YAML",
+        help="more variants: a list under 'variants:' of name, preset, overrides (dotted keys), description",
+    )
     what.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="a count (3 = seeds 0, 1, 2) or a list")
     what.add_argument(
         "--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)"
@@ -133,7 +138,7 @@ def add_parser(subparsers) -> None:
 def _spec(args: argparse.Namespace):
     from semst.study.data import StudyData, open_study_data
     from semst.study.runner import StudySpec
-    from semst.study.variants import SCALES, resolve_variants
+    from semst.study.variants import SCALES, read_variants_file, resolve_variants
 
     if args.data and (args.source or args.target):
         raise ValueError("give either --data or --source/--target, not both")
@@ -150,7 +155,8 @@ def _spec(args: argparse.Namespace):
         )
     else:
         return None
-    variants = resolve_variants(args.variants)
+    extra = read_variants_file(args.variants_file) if args.variants_file else None
+    variants = resolve_variants(args.variants, extra)
     names = [v.name for v in variants]
     baseline = args.baseline or ("CUT" if "CUT" in names else names[-1])
     return StudySpec(

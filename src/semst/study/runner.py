@@ -324,6 +324,9 @@ class Study:
                     bar.update(1)
                 return results
             threads = max(1, (os.cpu_count() or 1) // jobs)
+            # Longest runs first (a multi-scale step costs about two single-scale ones), so that the
+            # last runs to finish are short ones and no worker idles while one long run goes on alone.
+            todo = sorted(todo, key=lambda run: -2 if run[0].multiscale(self.spec.scale) else -1)
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
                 futures = {

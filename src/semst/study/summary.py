@@ -41,7 +41,7 @@ class Metric:
     def format(self, value: float | None) -> str:
         if value is None or not math.isfinite(value):
             return "n/a"
-        return f"{100 * value:.1f}" if self.percent else f"{value:.3g}"
+        return f"{100 * value:.1f}" if self.percent else f"{value:.3f}"
 
 
 METRICS: tuple[Metric, ...] = (

@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config
 
-__all__ = ["SCALES", "VARIANTS", "VARIANT_SETS", "Scale", "Variant", "resolve_variants", "run_config"]
+__all__ = [
+    "SCALES",
+    "VARIANTS",
+    "VARIANT_SETS",
+    "Scale",
+    "Variant",
+    "read_variants_file",
+    "resolve_variants",
+    "run_config",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,10 @@ class Variant:
             "overrides": dict(self.overrides),
             "description": self.description,
         }
+
+    def multiscale(self, scale: Scale) -> bool:
+        """Whether this variant trains the multi-scale translator at ``scale``."""
+        return run_config(self, scale.overrides(1), source="", target="", seed=0).multiscale.enabled
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
@@ -160,7 +174,16 @@ SCALES: dict[str, Scale] = {
             segmenter_crop=(32, 64),
             classifier_steps=5,
         ),
-        Scale("demo", steps=600, crop=128, base_channels=16, num_blocks=6, num_patches=128),
+        Scale(
+            "demo",
+            steps=500,
+            crop=96,
+            base_channels=16,
+            num_blocks=6,
+            num_patches=128,
+            segmenter_steps=300,
+            segmenter_crop=(96, 192),
+        ),
         Scale(
             "small",
             steps=1500,
@@ -172,21 +195,57 @@ SCALES: dict[str, Scale] = {
         ),
     )
 }
-"""Built-in scales: ``tiny`` (tests), ``demo`` (minutes per run on a CPU), ``small`` (a longer CPU study)."""
+"""Built-in scales: ``tiny`` (tests), ``demo`` (minutes per run on a CPU: the demo's two variants and two seeds
+fit in about 15 minutes on 2 cores), ``small`` (a longer CPU study)."""
 
 
-def resolve_variants(names: str | list[str] | tuple[str, ...]) -> list[Variant]:
-    """Variants from a set name (``table3``), or comma-separated / listed variant names."""
+def read_variants_file(path: str | Path) -> dict[str, Variant]:
+    """Variants defined in a YAML file (a list under ``variants:`` of ``name``, ``preset``, ``overrides``
+    (dotted keys) and ``description``); each override is checked by building its config."""
+    from semst.config import read_config_file
+
+    data = read_config_file(path)
+    entries = data.get("variants")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected a list of variants under 'variants:'")
+    variants = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or "name" not in entry or "preset" not in entry:
+            raise ConfigError(f"{path}: every variant needs a name and a preset, got {entry!r}")
+        overrides = entry.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: the overrides of {entry['name']!r} must be a mapping of dotted keys")
+        variant = Variant(
+            str(entry["name"]), str(entry["preset"]), dict(overrides), str(entry.get("description", ""))
+        )
+        if variant.name in VARIANTS and VARIANTS[variant.name] != variant:
+            raise ConfigError(f"{path}: {variant.name!r} is a built-in variant; give yours another name")
+        if variant.name in variants:
+            raise ConfigError(f"{path}: the variant {variant.name!r} is defined twice")
+        try:
+            load_config(variant.preset, overrides=variant.overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: variant {variant.name!r}: {exc}") from exc
+        variants[variant.name] = variant
+    return variants
+
+
+def resolve_variants(
+    names: str | list[str] | tuple[str, ...], extra: dict[str, Variant] | None = None
+) -> list[Variant]:
+    """Variants from a set name (``table3``), or comma-separated / listed variant names, built in or in
+    ``extra`` (e.g. `read_variants_file`)."""
+    pool = {**VARIANTS, **(extra or {})}
     if isinstance(names, str):
         names = list(VARIANT_SETS[names]) if names in VARIANT_SETS else [n.strip() for n in names.split(",")]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in pool]
     if unknown or not names:
         raise ConfigError(
-            f"unknown variants {unknown}; built in: {', '.join(VARIANTS)}, or a set: {', '.join(VARIANT_SETS)}"
+            f"unknown variants {unknown}; available: {', '.join(pool)}, or a set: {', '.join(VARIANT_SETS)}"
         )
     if len(set(names)) != len(names):
         raise ConfigError(f"a variant is listed twice: {names}")
-    return [VARIANTS[n] for n in names]
+    return [pool[n] for n in names]
 
 
 def run_config(
