@@ -81,6 +81,11 @@ class LossConfig:
     rsmi_lambda: float | None = None  # ridge lambda of the least-squares fit; None = semst.losses default
     rsmi_sigma: float | None = None  # Gaussian width; None = median-distance heuristic
     rsmi_num_centers: int | None = None  # kernel centres (random subset of the pairs); None = all pairs
+    rsmi_sigma_min: float = 0.0  # floor of the median-heuristic bandwidth (flat regions: tiny medians)
+    ts_projector_gradient: Literal["both", "queries", "none"] = (
+        "both"  # what of F the TS loss trains: both embeddings, the output's only, or nothing (G only)
+    )
+    ts_taps: tuple[str, ...] = ()  # encoder taps of the TS loss; empty = every projection tap
     flip_equivariance: bool = False  # FastCUT's flip-equivariance regulariser
 
 
@@ -114,6 +119,9 @@ class MultiScaleConfig:
     attention_hidden: int = 64  # width of the scale-attention head that predicts M_s from G_g's bottleneck
     local_adversarial_weight: float = (
         0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused
+    )
+    global_adversarial_weight: float = (
+        0.0  # share of the GAN loss on G_g's output at its own scale, against downsampled target crops
     )
 
 
@@ -221,6 +229,13 @@ class ExperimentConfig:
             problems.append(f"loss.rsmi_sigma must be > 0 or null (got {self.loss.rsmi_sigma})")
         if self.loss.rsmi_num_centers is not None and self.loss.rsmi_num_centers < 2:
             problems.append(f"loss.rsmi_num_centers must be >= 2 or null (got {self.loss.rsmi_num_centers})")
+        if self.loss.rsmi_sigma_min < 0:
+            problems.append(f"loss.rsmi_sigma_min must be >= 0 (got {self.loss.rsmi_sigma_min})")
+        unknown = [t for t in self.loss.ts_taps if t not in self.projection.taps]
+        if unknown:
+            problems.append(
+                f"loss.ts_taps {unknown} are not projection taps ({', '.join(self.projection.taps)})"
+            )
         if not self.projection.taps:
             problems.append("projection.taps must name at least one encoder tap")
         if self.projection.num_patches < 2 and (self.loss.contrastive_weight > 0 or self.loss.ts_weight > 0):
@@ -286,9 +301,13 @@ class ExperimentConfig:
                 f"multiscale.image_width ({ms.image_width}) must be at least the global region "
                 f"(global_size * scale = {ms.global_size * ms.scale}) or null"
             )
-        if not 0.0 <= ms.local_adversarial_weight <= 1.0:
+        for name in ("local_adversarial_weight", "global_adversarial_weight"):
+            if not 0.0 <= getattr(ms, name) <= 1.0:
+                problems.append(f"multiscale.{name} must be in [0, 1] (got {getattr(ms, name)})")
+        if ms.local_adversarial_weight + ms.global_adversarial_weight > 1.0:
             problems.append(
-                f"multiscale.local_adversarial_weight must be in [0, 1] (got {ms.local_adversarial_weight})"
+                "multiscale.local_adversarial_weight + multiscale.global_adversarial_weight must be <= 1 "
+                "(the rest is the fused output's share)"
             )
         return problems
 

@@ -141,7 +141,7 @@ def test_the_translator_forward_equals_what_the_step_trained_on(make_config):
     translator = networks.translator
     with torch.no_grad():
         out = translator.training_forward(batch)
-        (fused, weight_fused), (local, _) = out.judged
+        (fused, _, weight_fused), (local, _, _) = out.judged
         whole = translator(batch.source.crop)  # the full-resolution image, (1, 3, 64, 64)
     assert weight_fused == pytest.approx(0.9)
     torch.testing.assert_close(whole, fused, rtol=0, atol=1e-6)

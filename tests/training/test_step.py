@@ -91,7 +91,8 @@ def test_the_translator_forward_equals_what_the_step_trained_on(make_config):
     networks, optimizers, batch = _setup(config)
     with torch.no_grad():
         out = networks.translator.training_forward(batch, identity=True)
-        ((judged, weight),) = out.judged
+        ((judged, real, weight),) = out.judged
+        assert real is batch.target.crop
         torch.testing.assert_close(networks.translator(batch.source.crop), judged, rtol=0, atol=0)
         d = networks.discriminator
         expected_d = discriminator_loss(d(batch.target.crop), d(networks.translator(batch.source.crop)))

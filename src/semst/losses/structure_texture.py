@@ -135,10 +135,11 @@ def _median_bandwidth(samples: Tensor) -> Tensor:
         return torch.where(bandwidth > _MIN_BANDWIDTH, bandwidth, torch.ones_like(bandwidth))  # (B,)
 
 
-def _bandwidth(samples: Tensor, sigma: float | None, name: str) -> Tensor:
-    """Per-batch-element Gaussian width (B,): the given constant, or RSMI_SIGMA_SCALE * median distance."""
+def _bandwidth(samples: Tensor, sigma: float | None, name: str, sigma_min: float = 0.0) -> Tensor:
+    """Per-batch-element Gaussian width (B,): the given constant, or RSMI_SIGMA_SCALE * median distance, at
+    least ``sigma_min``."""
     if sigma is None:
-        return RSMI_SIGMA_SCALE * _median_bandwidth(samples)
+        return (RSMI_SIGMA_SCALE * _median_bandwidth(samples)).clamp_min(sigma_min)
     if not sigma > 0:
         raise ValueError(f"{name} must be > 0 or None (median heuristic), got {sigma}")
     return torch.full((samples.shape[0],), float(sigma), dtype=samples.dtype, device=samples.device)
@@ -212,6 +213,7 @@ def rsmi(
     alpha: float = 0.5,
     num_centers: int | None = None,
     generator: torch.Generator | None = None,
+    sigma_min: float = 0.0,
 ) -> Tensor:
     """Kernel rSMI estimate ``2 PE_alpha(P_xy || P_x P_y)`` from paired vector samples (SemST Eq. 2-3).
 
@@ -227,6 +229,9 @@ def rsmi(
             without replacement (the same subset for every batch element), which costs O(b n d + b^3)
             instead of O(n^2 d + n^3).
         generator: Random generator for the centre subset (only used when ``num_centers < n``).
+        sigma_min: Floor of the median-heuristic bandwidths (not of given ones). In flat image regions (sky)
+            the sampled patches' embeddings nearly coincide, the median distance is tiny, and the Gaussian's
+            1 / sigma^2 scales the gradient up; a floor bounds it.
 
     Returns:
         Scalar tensor for 2-D input, (B,) for 3-D input (float32, or float64 for float64 inputs).
@@ -247,8 +252,12 @@ def rsmi(
             device = generator.device if generator is not None else x.device
             index = torch.randperm(num_samples, generator=generator, device=device)[:num_centers].to(x.device)
             x_centres, y_centres = x[:, index], y[:, index]  # (B, b, dx), (B, b, dy)
-        x_features = _gaussian_features(x, x_centres, _bandwidth(x, sigma_x, "sigma_x"))  # (B, b, n)
-        y_features = _gaussian_features(y, y_centres, _bandwidth(y, sigma_y, "sigma_y"))  # (B, b, n)
+        x_features = _gaussian_features(
+            x, x_centres, _bandwidth(x, sigma_x, "sigma_x", sigma_min)
+        )  # (B, b, n)
+        y_features = _gaussian_features(
+            y, y_centres, _bandwidth(y, sigma_y, "sigma_y", sigma_min)
+        )  # (B, b, n)
         value = _joint_over_product(x_features, y_features, lam, alpha)  # (B,)
     return value[0] if squeeze else value
 

@@ -71,6 +71,8 @@ def structure_texture_loss(
     if cfg.ts_estimator == "kernel":
         if cfg.rsmi_sigma is not None:
             kwargs["sigma_x"] = kwargs["sigma_y"] = cfg.rsmi_sigma
+        if cfg.rsmi_sigma_min > 0:
+            kwargs["sigma_min"] = cfg.rsmi_sigma_min
         if cfg.rsmi_num_centers is not None:
             kwargs["num_centers"] = cfg.rsmi_num_centers
             kwargs["generator"] = _generator(seed)
@@ -162,15 +164,46 @@ def patch_losses(
             loss_c = 0.5 * (loss_c + loss_idt)
         total = total + loss_cfg.contrastive_weight * loss_c
     if loss_cfg.ts_weight > 0:
+        ts_taps = loss_cfg.ts_taps or taps
+        ts_keys, ts_queries = _ts_embeddings(
+            projector, keys, queries, fake_features, locations, ts_taps, loss_cfg
+        )
         loss_ts = structure_texture_loss(
-            [keys[t][:batch] for t in taps],
-            [queries[t][:batch] for t in taps],
+            [ts_keys[t][:batch] for t in ts_taps],
+            [ts_queries[t][:batch] for t in ts_taps],
             loss_cfg,
             seed=derive_seed(seed, step, 2, image_offset, *stream),
         )
         losses[f"G/ts{suffix}"] = loss_ts.detach()
         total = total + loss_cfg.ts_weight * loss_ts
     return total, losses
+
+
+def _ts_embeddings(
+    projector: nn.Module,
+    keys: Mapping[str, torch.Tensor],
+    queries: Mapping[str, torch.Tensor],
+    fake_features: Mapping[str, torch.Tensor],
+    locations: Mapping[str, torch.Tensor],
+    taps: Sequence[str],
+    loss_cfg: LossConfig,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The input (key) and output (query) embeddings the TS loss compares, with the gradient paths of
+    ``loss.ts_projector_gradient``: ``both`` lets TS train F through both embeddings (F can then raise the
+    mutual information on its own), ``queries`` through the output's only (the input's embedding is a fixed
+    target, as the keys of the contrastive losses are), ``none`` not at all (F as the contrastive losses
+    trained it; the TS gradient reaches only the generator, through F's output embedding)."""
+    mode = loss_cfg.ts_projector_gradient
+    if mode == "both":
+        return dict(keys), dict(queries)
+    fixed_keys = {t: keys[t].detach() for t in taps}
+    if mode == "queries":
+        return fixed_keys, dict(queries)
+    frozen_parameters = {name: p.detach() for name, p in projector.named_parameters()}
+    fixed_queries = torch.func.functional_call(
+        projector, frozen_parameters, ({t: fake_features[t] for t in taps}, locations)
+    )  # tap -> (B', P, dim): gradient to the features (the generator), none to F
+    return fixed_keys, fixed_queries
 
 
 def train_step(
@@ -220,11 +253,15 @@ def train_step(
     # Discriminator: real target crops against the (detached) translations it judges.
     optimizers["discriminator"].zero_grad(set_to_none=True)
     with autocast(device, precision):
-        real_logits = discriminator(out.real)
-        loss_d = sum(
-            weight * discriminator_loss(real_logits, discriminator(image.detach()), loss_cfg.adversarial)
-            for image, weight in out.judged
-        )
+        real_logits: dict[int, torch.Tensor] = {}  # one pass per real batch, however many translations
+        loss_d = 0.0
+        for image, real, weight in out.judged:
+            if id(real) not in real_logits:
+                real_logits[id(real)] = discriminator(real)
+            fake_logits = discriminator(image.detach())
+            loss_d = loss_d + weight * discriminator_loss(
+                real_logits[id(real)], fake_logits, loss_cfg.adversarial
+            )
     backward_and_step(
         loss_d, [optimizers["discriminator"]], [discriminator], dist, scalers.get("discriminator")
     )
@@ -236,7 +273,7 @@ def train_step(
     with frozen(discriminator), autocast(device, precision):
         loss_gan = sum(
             weight * generator_loss(discriminator(image), loss_cfg.adversarial)
-            for image, weight in out.judged
+            for image, _, weight in out.judged
         )
         losses["G/adversarial"] = loss_gan.detach()
         total = loss_cfg.adversarial_weight * loss_gan

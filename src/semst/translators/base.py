@@ -96,15 +96,14 @@ class TrainingForward:
 
     Attributes:
         branches: one `Branch` per generator.
-        judged: (image, weight) pairs the discriminator judges as translations; the weights sum to 1.
-        real: (B, 3, h, w) target crops the discriminator judges as real.
+        judged: (translation, real, weight) triples: the discriminator judges each translation against real
+            target crops of the same scale, with the weight; the weights sum to 1.
         scalars: extra values to log (e.g. the mean scale attention).
         preview: columns of the training sample grid, name -> (B, 3, h, w) in [-1, 1].
     """
 
     branches: list[Branch]
-    judged: list[tuple[torch.Tensor, float]]
-    real: torch.Tensor
+    judged: list[tuple[torch.Tensor, torch.Tensor, float]]
     scalars: dict[str, torch.Tensor] = field(default_factory=dict)
     preview: dict[str, torch.Tensor] = field(default_factory=dict)
 

@@ -62,7 +62,10 @@ class MultiScaleTranslator(Translator):
         scale: the downsampling factor s of the global branch.
         config: the experiment config (``multiscale.enabled`` true).
         local_adversarial_weight: the share of the adversarial loss on G_l's own output in training (HRDA's
-            0.1); the rest is on the fused output.
+            0.1).
+        global_adversarial_weight: the share on G_g's own output at its scale, judged against real target
+            global crops (0 by default: the global output reaches the loss only through the fusion). The
+            rest is on the fused output.
     """
 
     kind = "multi-scale"
@@ -76,6 +79,7 @@ class MultiScaleTranslator(Translator):
         scale: int,
         config: ExperimentConfig,
         local_adversarial_weight: float = 0.1,
+        global_adversarial_weight: float = 0.0,
     ) -> None:
         super().__init__(config)
         if scale < 1:
@@ -86,6 +90,7 @@ class MultiScaleTranslator(Translator):
         self.scale = int(scale)
         self.attention_tap = attention_tap(generator_global)
         self.local_adversarial_weight = float(local_adversarial_weight)
+        self.global_adversarial_weight = float(global_adversarial_weight)
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> MultiScaleTranslator:
@@ -104,6 +109,7 @@ class MultiScaleTranslator(Translator):
             scale=config.multiscale.scale,
             config=config,
             local_adversarial_weight=config.multiscale.local_adversarial_weight,
+            global_adversarial_weight=config.multiscale.global_adversarial_weight,
         )
 
     @classmethod
@@ -166,15 +172,18 @@ class MultiScaleTranslator(Translator):
         local, local_features = self.generator_local.forward_with_taps(local_inputs, tuple(taps))
         on_local = crop_to_boxes(maps[:count], source.box, self.scale)  # (B, 4, hl, wl)
         fused = fuse(local[:count], on_local[:, :3], on_local[:, 3:])  # (B, 3, hl, wl)
-        w = self.local_adversarial_weight
-        judged = [(fused, 1.0 - w)] + ([(local[:count], w)] if w > 0 else [])
+        w_local, w_global = self.local_adversarial_weight, self.global_adversarial_weight
+        judged = [(fused, target.crop, 1.0 - w_local - w_global)]
+        if w_local > 0:
+            judged.append((local[:count], target.crop, w_local))
+        if w_global > 0:
+            judged.append((maps[:count, :3], target.global_crop, w_global))
         return TrainingForward(
             branches=[
                 Branch("global", self.generator_global, global_inputs, maps[:, :3], global_features),
                 Branch("local", self.generator_local, local_inputs, local, local_features),
             ],
             judged=judged,
-            real=target.crop,
             scalars={"M_s/mean": on_local[:, 3:].detach().float().mean()},
             preview={
                 "source (local)": source.crop,

@@ -87,8 +87,7 @@ class SingleScaleTranslator(Translator):
             preview["identity"] = outputs[count:]
         return TrainingForward(
             branches=[Branch("main", self.generator, inputs, outputs, features)],
-            judged=[(outputs[:count], 1.0)],
-            real=target,
+            judged=[(outputs[:count], target, 1.0)],
             preview=preview,
         )
 
