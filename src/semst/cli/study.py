@@ -122,6 +122,16 @@ def add_parser(subparsers) -> None:
     )
     add_verbosity(report)
 
+    table = commands.add_parser(
+        "table",
+        help="print the scores as a Markdown table (mean ± std over seeds, differences from the baseline)",
+        formatter_class=HelpFormatter,
+    )
+    table.add_argument("study", metavar="STUDY")
+    table.add_argument("--variants", metavar="NAMES", help="comma-separated variants to show (default: all)")
+    table.add_argument("--baseline", metavar="NAME", help="compare with this variant (default: the study's)")
+    add_verbosity(table)
+
     merge = commands.add_parser(
         "merge",
         help="bring the scored runs of copies of a study (shards run elsewhere) into one",
@@ -193,6 +203,21 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"merged {len(added)} run(s) into {args.study}: " + ", ".join(f"{v} seed {s}" for v, s in added)
         )
+        return 0
+    if args.study_command == "table":
+        from semst.study.report import markdown_table
+        from semst.study.summary import METRICS, summarize
+
+        study = Study.open(args.study)
+        results = study.results()
+        if args.baseline:
+            if args.baseline not in [v.name for v in study.spec.variants]:
+                raise ValueError(f"--baseline {args.baseline} is not a variant of {args.study}")
+            results["spec"]["baseline"] = args.baseline
+        metrics = [*METRICS, *study.realism.metrics()]
+        summary = summarize(results, metrics, study.data.class_names)
+        variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+        print(markdown_table(summary, metrics, variants), end="")
         return 0
     if args.study_command == "report":
         paths = write_study_report(Study.open(args.study), pictures=args.pictures)

@@ -22,7 +22,7 @@ from semst.data.images import load_rgb, save_image
 from semst.files import write_json, write_text
 from semst.study.summary import METRICS, Metric, summarize
 
-__all__ = ["STYLE", "render_study_report", "write_study_report"]
+__all__ = ["STYLE", "markdown_table", "render_study_report", "write_study_report"]
 
 log = logging.getLogger("semst.study")
 
@@ -349,6 +349,48 @@ def render_study_report(
     )
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def markdown_table(summary: dict, metrics: Sequence[Metric], variants: Sequence[str] | None = None) -> str:
+    """The scores as a Markdown table (mean ± std over seeds, floor and ceiling rows), followed by the paired
+    differences from the baseline with their verdicts: what docs/experiments.md records per experiment."""
+    variants = list(variants) if variants is not None else summary["variants"]
+    unknown = [v for v in variants if v not in summary["table"]]
+    if unknown:
+        raise ValueError(
+            f"not in this study: {', '.join(unknown)} (variants: {', '.join(summary['variants'])})"
+        )
+    head = "| | seeds | " + " | ".join(m.label for m in metrics) + " |"
+    lines = [head, "|---" * (len(metrics) + 2) + "|"]
+    for name, key in ((FLOOR, "source"), *((v, None) for v in variants), (CEILING, "target")):
+        if key is not None:
+            values = summary["references"].get(key)
+            if values is None:
+                continue
+            cells = [m.format(values.get(m.key)) for m in metrics]
+            lines.append(f"| *{name}* | | " + " | ".join(cells) + " |")
+            continue
+        row = summary["table"][name]
+        seeds = len(row[metrics[0].key]["values"])
+        lines.append(f"| {name} | {seeds} | " + " | ".join(_mean_std(m, row[m.key]) for m in metrics) + " |")
+    baseline = summary["baseline"]
+    compared = [v for v in variants if v != baseline and v in summary["differences"]]
+    if compared:
+        lines += ["", f"| minus {baseline}, per seed | " + " | ".join(m.label for m in metrics) + " |"]
+        lines.append("|---" * (len(metrics) + 1) + "|")
+        for name in compared:
+            cells = []
+            for m in metrics:
+                d = summary["differences"][name][m.key]
+                if d["mean"] is None:
+                    cells.append("n/a")
+                    continue
+                scale = 100 if m.percent else 1
+                mark = "" if d["better"] is None else (" **better**" if d["better"] else " **worse**")
+                std = f" ± {scale * d['std']:.2f}" if d["std"] is not None else ""
+                cells.append(f"{scale * d['mean']:+.2f}{std}{mark}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_study_report(study, *, pictures: int = 2, notes: Sequence[str] = ()) -> dict[str, Path]:
