@@ -65,11 +65,16 @@ def test_variants_from_a_file(tmp_path):
         "variants:\n"
         "  - name: SemST-TS4\n    preset: semst\n    overrides: {loss.ts_weight: 4}\n    description: more TS\n"
         "  - name: CUT-long\n    preset: cut\n    overrides:\n      train.max_steps: 9\n"
+        "  - name: SemST-small-tiles\n    preset: semst\n    tiling: {tile: 96, overlap: 48}\n"
     )
     extra = read_variants_file(path)
     assert extra["SemST-TS4"] == Variant("SemST-TS4", "semst", {"loss.ts_weight": 4}, "more TS")
     assert [v.name for v in resolve_variants("CUT,SemST-TS4", extra)] == ["CUT", "SemST-TS4"]
     assert extra["SemST-TS4"].multiscale(SCALES["tiny"]) and not extra["CUT-long"].multiscale(SCALES["tiny"])
+    assert extra["SemST-small-tiles"].tiling == {"tile": 96, "overlap": 48}
+    assert Variant.from_dict(extra["SemST-small-tiles"].to_dict()) == extra["SemST-small-tiles"]
+    with pytest.raises(ConfigError, match="unknown tiling settings"):
+        Variant("x", "semst", tiling={"tiles": 4})
     path.write_text("variants:\n  - name: bad\n    preset: semst\n    overrides: {loss.nope: 1}\n")
     with pytest.raises(ConfigError, match="variant 'bad'.*unknown key 'loss.nope'"):
         read_variants_file(path)

@@ -374,13 +374,14 @@ class Study:
 
         start = time.perf_counter()
         translator = Translator.from_checkpoint(checkpoint, device="auto")
+        tiling = translator.tiling(**variant.tiling)
         translated = []
         for sample in tqdm(
             data.source_test_samples, desc="translate", unit="img", disable=not progress, leave=False
         ):
             out = run_dir / "translated" / sample.relative.with_suffix(".png")
             if not out.is_file():
-                save_image(translator.translate(load_rgb(sample.image)), out)
+                save_image(translator.translate(load_rgb(sample.image), tiling), out)
             translated.append(out)
         seconds["translate"] = time.perf_counter() - start
 

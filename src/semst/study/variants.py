@@ -33,26 +33,35 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Variant:
-    """A named translator setting: a preset and config overrides on top of it."""
+    """A named translator setting: a preset and config overrides on top of it, and optionally how its
+    held-out translations are tiled (``tiling``: `semst.tiling.Tiling` fields, on top of the translator's
+    default tiling)."""
 
     name: str
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    tiling: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"a variant name must be a non-empty folder name, got {self.name!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"variant {self.name!r}: unknown preset {self.preset!r} (valid: {PRESETS})")
+        unknown = sorted(set(self.tiling) - {"tile", "overlap", "batch", "global_window"})
+        if unknown:
+            raise ConfigError(f"variant {self.name!r}: unknown tiling settings {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "preset": self.preset,
             "overrides": dict(self.overrides),
             "description": self.description,
         }
+        if self.tiling:
+            data["tiling"] = dict(self.tiling)
+        return data
 
     def multiscale(self, scale: Scale) -> bool:
         """Whether this variant trains the multi-scale translator at ``scale``."""
@@ -60,7 +69,13 @@ class Variant:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
-        return cls(data["name"], data["preset"], dict(data.get("overrides", {})), data.get("description", ""))
+        return cls(
+            data["name"],
+            data["preset"],
+            dict(data.get("overrides", {})),
+            data.get("description", ""),
+            dict(data.get("tiling", {})),
+        )
 
 
 VARIANTS: dict[str, Variant] = {
@@ -215,8 +230,17 @@ def read_variants_file(path: str | Path) -> dict[str, Variant]:
         overrides = entry.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}: the overrides of {entry['name']!r} must be a mapping of dotted keys")
+        tiling = entry.get("tiling") or {}
+        if not isinstance(tiling, dict):
+            raise ConfigError(
+                f"{path}: the tiling of {entry['name']!r} must be a mapping (tile, overlap, ...)"
+            )
         variant = Variant(
-            str(entry["name"]), str(entry["preset"]), dict(overrides), str(entry.get("description", ""))
+            str(entry["name"]),
+            str(entry["preset"]),
+            dict(overrides),
+            str(entry.get("description", "")),
+            tiling,
         )
         if variant.name in VARIANTS and VARIANTS[variant.name] != variant:
             raise ConfigError(f"{path}: {variant.name!r} is a built-in variant; give yours another name")
