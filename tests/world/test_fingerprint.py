@@ -19,13 +19,13 @@ from PIL import Image
 
 from semst.world.dataset import write_world
 
-SETTINGS = {"seed": 5, "train": 2, "test": 1, "size": (96, 48), "aerial_size": 48, "progress": False}
+SETTINGS = {"seed": 5, "train": 2, "test": 1, "size": (96, 48), "aerial_size": 96, "progress": False}
 
 EXPECTED = {
-    "aerial/testA": "4ff0f132be8076d1",
-    "aerial/testB": "84807fe699ab78ee",
-    "aerial/trainA": "8035db986afde2db",
-    "aerial/trainB": "652711515bc9f2e2",
+    "aerial/testA": "563b825ba027d58a",
+    "aerial/testB": "0c12820239e67d5d",
+    "aerial/trainA": "fd52a58f06ded791",
+    "aerial/trainB": "530fec2c6aeee4ab",
     "street/parsing/test": "7704f91bf7e13cc6",
     "street/parsing/train": "4118095160dedce5",
     "street/testA": "d38f8dc0d2a3a427",
@@ -36,7 +36,7 @@ EXPECTED = {
     "street/trainA_labels": "29fee11048821137",
     "street/trainB": "9b09b30f4b8cd69c",
     "street/trainB_labels": "4da6aa2f69b4f28c",
-    "manifest.json": "9af85ca2e7823aaf",
+    "manifest.json": "392fd380455af4e2",
 }
 
 
