@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
 from semst.data.images import find_images, load_rgb
 from semst.evaluation.crops import CropView, grid_positions, random_crops, take_crops
-from semst.evaluation.features import file_digest
+from semst.files import file_sha256
 
 __all__ = [
     "DomainClassifier",
@@ -192,7 +192,7 @@ def load_domain_classifier(
         view=view,
         held_out=meta.get("held_out"),
         source=str(path),
-        digest=file_digest(path),
+        digest=file_sha256(path),
         device=device,
     )
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semst.checkpoint import CheckpointError
-from semst.evaluation.features import file_digest
+from semst.files import file_sha256
 
 __all__ = [
     "INCEPTION_FILES",
@@ -388,7 +388,7 @@ class InceptionExtractor:
         state.update({name: torch.tensor(0, dtype=torch.long) for name in counters})
         network.load_state_dict(state, assign=True)
         self.network = network.to(self.device, dtype).eval().requires_grad_(False)
-        self.digest = file_digest(self.weights)
+        self.digest = file_sha256(self.weights)
         log.debug(f"FID Inception weights loaded from {self.weights} ({preprocessing} preprocessing)")
 
     def describe(self) -> dict[str, str]:

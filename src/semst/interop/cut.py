@@ -41,7 +41,6 @@ Python objects beyond tensors is refused rather than unpickled, because unpickli
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -55,6 +54,7 @@ import torch
 import semst
 from semst import checkpoint as ckpt
 from semst.config import ExperimentConfig
+from semst.files import file_sha256
 from semst.networks.generator import ResnetGenerator
 from semst.networks.layers import BlurDownsample, BlurUpsample
 
@@ -672,15 +672,6 @@ def generator_from_cut(path: str | Path) -> tuple[ResnetGenerator, dict]:
     return generator.eval(), arch
 
 
-def _file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | None = None) -> Path:
     """Converts a CUT/CycleGAN generator file into a semst checkpoint for `Translator.from_checkpoint`.
 
@@ -753,7 +744,7 @@ def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | Non
             "file": path.name,
             "path": str(path.resolve()),
             "bytes": path.stat().st_size,
-            "sha256": _file_sha256(path),
+            "sha256": file_sha256(path),
             "architecture": arch,
         },
     }
