@@ -247,6 +247,17 @@ def check_shapes(
     """Raise a `CheckpointError` naming ``path`` unless ``found`` has exactly the tensors and shapes of
     ``expected`` (name -> shape); the message says which tensors are missing, unexpected or of another shape.
     """
+    problems = shape_problems(expected, found)
+    if problems:
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit the {what} in its config: " + "; ".join(problems)
+        )
+
+
+def shape_problems(expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]]) -> list[str]:
+    """What keeps ``found`` (name -> shape, from a file) from fitting ``expected`` (the model's): a phrase
+    each for missing tensors, unexpected tensors and shape mismatches (at most three examples each); [] if
+    it fits."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = [
@@ -254,17 +265,14 @@ def check_shapes(
         for k in sorted(set(expected) & set(found))
         if tuple(expected[k]) != tuple(found[k])
     ]
-    if missing or unexpected or mismatched:
-        lines = []
-        if missing:
-            lines.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            lines.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
-        if mismatched:
-            lines.append("shape mismatches: " + "; ".join(mismatched[:3]))
-        raise CheckpointError(
-            f"{path}: the {what} weights do not fit the {what} in its config: " + "; ".join(lines)
-        )
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        problems.append("shape mismatches: " + "; ".join(mismatched[:3]))
+    return problems
 
 
 def load_module_state(

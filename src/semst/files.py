@@ -19,7 +19,8 @@ Two context managers, for the two ways libraries write:
       with atomic_path(path) as temporary:
           torch.jit.save(scripted, str(temporary))
 
-and two shortcuts, :func:`write_text` and :func:`write_json`.
+and two shortcuts, :func:`write_text` and :func:`write_json`. :func:`file_sha256` reads a file's content hash,
+which provenance records and caches store.
 
 An ``OSError`` of the file system (a full disk, a read-only folder, a missing permission) is raised with the
 *destination* as its file name, not the temporary file's, so that the message says where the write failed:
@@ -37,6 +38,7 @@ They are created with the permissions a plain ``open()`` gives (``0o666`` minus 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -46,7 +48,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMPORARY_NAME", "atomic_path", "atomic_write", "remove_temporaries", "write_json", "write_text"]
+__all__ = [
+    "TEMPORARY_NAME",
+    "atomic_path",
+    "atomic_write",
+    "file_sha256",
+    "remove_temporaries",
+    "write_json",
+    "write_text",
+]
 
 _MODES = ("w", "wt", "wb")
 
@@ -108,22 +118,14 @@ def atomic_write(
         raise ValueError(f"atomic_write: encoding={encoding!r} given with binary mode 'wb' for {path}")
     path = Path(path)
     fd, temporary = _create_temporary(path)
-    try:
-        # os.fdopen closes the descriptor itself if it fails (an unknown encoding, say).
-        with os.fdopen(fd, mode, encoding=None if binary else encoding or "utf-8") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        named = _naming_destination(error, path, temporary)
-        if named is error:
-            raise
-        raise named from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    # os.fdopen closes the descriptor itself if it fails (an unknown encoding, say).
+    with (
+        _replace_when_done(temporary, path),
+        os.fdopen(fd, mode, encoding=None if binary else encoding or "utf-8") as stream,
+    ):
+        yield stream
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 @contextlib.contextmanager
@@ -150,7 +152,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         permissions = stat.S_IMODE(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
-    try:
+    with _replace_when_done(temporary, path):
         yield temporary
         # Some writers replace the file instead of truncating it (safetensors 0.8 writes a temporary file of
         # its own, mode 0o600, and renames it over ours): give it the umask's permissions back.
@@ -160,6 +162,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _replace_when_done(temporary: Path, path: Path) -> Iterator[None]:
+    """Renames ``temporary`` over ``path`` when the block ends; removes it if the block (or the rename) fails.
+
+    An ``OSError`` that names no file or the temporary one is raised again naming ``path``.
+    """
+    try:
+        yield
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -189,6 +201,15 @@ def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 
         ``path`` as a ``Path``.
     """
     return write_text(path, json.dumps(data, indent=indent))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's content (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_temporaries(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:

@@ -65,41 +65,29 @@ def refuse_overlap(
     for item in inputs:
         if item is not None:
             known.add(Path(item))
-    for item in files:
-        if item is None:
-            continue
-        output = Path(item)
-        identity = _identity(output)
-        if identity in known.files:
-            raise OverlapError(
-                f"will not write {output}: it is the input file {known.files[identity]}; choose another output",
-                output=output,
-                input=known.files[identity],
-            )
-        if identity in known.folders:
-            raise OverlapError(
-                f"will not write {output}: it is a folder holding the input file {known.folders[identity]}",
-                output=output,
-                input=known.folders[identity],
-            )
-    for item in folders:
-        if item is None:
-            continue
-        output = Path(item)
-        identity = _identity(output)
-        if identity in known.files:
-            raise OverlapError(
-                f"will not write into {output}: it is the input file {known.files[identity]}",
-                output=output,
-                input=known.files[identity],
-            )
-        if identity in known.folders:
-            raise OverlapError(
-                f"will not write into {output}: it holds the input file {known.folders[identity]}; choose an "
-                "output folder that holds no input",
-                output=output,
-                input=known.folders[identity],
-            )
+    for kind, outputs in (("file", files), ("folder", folders)):
+        for item in outputs:
+            if item is None:
+                continue
+            output = Path(item)
+            identity = _identity(output)
+            for collides_with, known_paths in (("file", known.files), ("folder", known.folders)):
+                if identity in known_paths:
+                    message = _COLLISIONS[kind, collides_with].format(
+                        output=output, input=known_paths[identity]
+                    )
+                    raise OverlapError(message, output=output, input=known_paths[identity])
+
+
+# (output kind, what its identity matches among the inputs) -> the message.
+_COLLISIONS = {
+    ("file", "file"): "will not write {output}: it is the input file {input}; choose another output",
+    ("file", "folder"): "will not write {output}: it is a folder holding the input file {input}",
+    ("folder", "file"): "will not write into {output}: it is the input file {input}",
+    ("folder", "folder"): (
+        "will not write into {output}: it holds the input file {input}; choose an output folder that holds no input"
+    ),
+}
 
 
 _Identity = tuple[int, int]

@@ -139,7 +139,7 @@ def test_gta5_without_label_folder_is_unlabelled(tmp_path: Path) -> None:
     _write_rgb(root / "images" / "00001.png")
     dataset = open_dataset(f"gta5:{root}")
     [sample] = dataset.samples()
-    assert sample.label is None and sample.label_relative is None and not dataset.has_labels()
+    assert sample.label is None and sample.label_relative is None
     with pytest.raises(DatasetError, match=r"00001.png' of the gta5 data set at .* has no label"):
         dataset.load_label(sample)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from semst.cli.formatting import HelpFormatter
 from semst.cli.options import add_device, add_progress, add_verbosity
@@ -19,7 +20,13 @@ HELP = (
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help=HELP, description=HELP + ".", formatter_class=HelpFormatter)
     protocols = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    _add_segmentation_parser(protocols)
+    _add_paired_parser(protocols)
+    _add_realism_parser(protocols)
+    _add_train_classifier_parser(protocols)
 
+
+def _add_segmentation_parser(protocols) -> None:
     seg = protocols.add_parser(
         "segmentation",
         help="segment images with a target-domain segmenter and score against label maps",
@@ -86,6 +93,8 @@ def add_parser(subparsers) -> None:
     add_progress(seg)
     add_verbosity(seg)
 
+
+def _add_paired_parser(protocols) -> None:
     paired = protocols.add_parser(
         "paired",
         help="score translated images against true images of the same names (photo to map)",
@@ -103,9 +112,6 @@ def add_parser(subparsers) -> None:
     add_progress(paired)
     add_verbosity(paired)
 
-    _add_realism_parser(protocols)
-    _add_train_classifier_parser(protocols)
-
 
 def _add_realism_parser(protocols) -> None:
     realism = protocols.add_parser(
@@ -120,6 +126,17 @@ def _add_realism_parser(protocols) -> None:
         "(crops compared class by class). See docs/realism.md.",
         formatter_class=HelpFormatter,
     )
+    # The order of these calls is the order of the options in --help.
+    _add_realism_images(realism)
+    _add_realism_judges(realism)
+    _add_realism_labels(realism)
+    _add_realism_scoring(realism)
+    add_device(realism)
+    add_progress(realism)
+    add_verbosity(realism)
+
+
+def _add_realism_images(realism: argparse.ArgumentParser) -> None:
     realism.add_argument(
         "--images", metavar="DIR", required=True, help="images to score (searched recursively)"
     )
@@ -134,6 +151,9 @@ def _add_realism_parser(protocols) -> None:
         help="features of the reference images: read from FILE if it exists, else computed from --reference "
         "and written to FILE (score many runs against one reference without recomputing it)",
     )
+
+
+def _add_realism_judges(realism: argparse.ArgumentParser) -> None:
     realism.add_argument(
         "--classifier", metavar="FILE", help="domain classifier (semst evaluate train-classifier)"
     )
@@ -152,6 +172,9 @@ def _add_realism_parser(protocols) -> None:
         default="torch-fidelity",
         help="resizing to 299 px and scaling as torch-fidelity (= the original TF FID code) or pytorch-fid",
     )
+
+
+def _add_realism_labels(realism: argparse.ArgumentParser) -> None:
     realism.add_argument("--labels", metavar="DIR", help="label maps of --images, for class-matched KID")
     realism.add_argument("--reference-labels", metavar="DIR", help="label maps of --reference")
     realism.add_argument(
@@ -166,6 +189,9 @@ def _add_realism_parser(protocols) -> None:
         default="",
         help="stripped from --reference-labels names, e.g. _gtFine_labelTrainIds",
     )
+
+
+def _add_realism_scoring(realism: argparse.ArgumentParser) -> None:
     realism.add_argument(
         "--short-side",
         type=int,
@@ -195,9 +221,6 @@ def _add_realism_parser(protocols) -> None:
     realism.add_argument(
         "--batch-size", type=int, default=128, metavar="N", help="crops or images per network call"
     )
-    add_device(realism)
-    add_progress(realism)
-    add_verbosity(realism)
 
 
 def _add_train_classifier_parser(protocols) -> None:
@@ -240,12 +263,8 @@ def _add_train_classifier_parser(protocols) -> None:
 
 
 def _run_segmentation(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from semst.data.images import load_rgb, save_image
-    from semst.data.labels import NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
+    from semst.data.labels import NUM_TRAIN_IDS, TRAIN_ID_NAMES
     from semst.evaluation import evaluate_segmentation, match_pairs
-    from semst.evaluation.pictures import distortion_panel
     from semst.overlap import refuse_overlap
     from semst.runtime import resolve_device
     from semst.segmentation.loading import load_segmenter
@@ -268,30 +287,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
     num_classes = args.num_classes or segmenter.num_classes or NUM_TRAIN_IDS
     names = list(segmenter.class_names or (TRAIN_ID_NAMES if num_classes == NUM_TRAIN_IDS else []))
     names += [f"class {i}" for i in range(len(names), num_classes)]
-    images_root = Path(args.images)
-    written = []
-
-    def picture(image_path: Path, label_path: Path, prediction) -> None:
-        if args.pictures is None or len(written) >= args.max_pictures:
-            return
-        relative = (
-            image_path.relative_to(images_root) if image_path.is_relative_to(images_root) else image_path.name
-        )
-        source = None
-        if args.sources:
-            candidate = Path(args.sources) / relative
-            if candidate.is_file():
-                source = np.asarray(load_rgb(candidate))
-        panel = distortion_panel(
-            np.asarray(load_rgb(image_path)),
-            prediction,
-            load_label_map(label_path),
-            source=source,
-            title=str(relative),
-        )
-        save_image(panel, Path(args.pictures) / Path(relative).with_suffix(".png"))
-        written.append(relative)
-
+    pictures = _DistortionPictures(args)
     scores = evaluate_segmentation(
         segmenter,
         pairs,
@@ -299,7 +295,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
         progress=not args.no_progress,
-        on_image=picture,
+        on_image=pictures,
     )
     scores["class_names"] = names
     scores["segmenter"] = str(args.segmenter)
@@ -318,9 +314,47 @@ def _run_segmentation(args: argparse.Namespace) -> int:
             print(f"  {name:15s} IoU {100 * iou:6.2f}%")
     if args.output:
         print(f"scores written to {write_json(args.output, scores)}")
-    if written:
-        print(f"{len(written)} distortion picture(s) in {args.pictures}")
+    if pictures.written:
+        print(f"{len(pictures.written)} distortion picture(s) in {args.pictures}")
     return 0
+
+
+class _DistortionPictures:
+    """`evaluate_segmentation`'s `on_image`: writes the distortion panel of the first `--max-pictures` images
+    under `--pictures` (nothing without it), with the untranslated image from `--sources` where it exists."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.folder = Path(args.pictures) if args.pictures is not None else None
+        self.max_pictures = args.max_pictures
+        self.images_root = Path(args.images)
+        self.sources = Path(args.sources) if args.sources else None
+        self.written: list[Path | str] = []
+
+    def __call__(self, image_path: Path, label_path: Path, prediction) -> None:
+        import numpy as np
+
+        from semst.data.images import load_rgb, save_image
+        from semst.data.labels import load_label_map
+        from semst.evaluation.pictures import distortion_panel
+
+        if self.folder is None or len(self.written) >= self.max_pictures:
+            return
+        root = self.images_root
+        relative = image_path.relative_to(root) if image_path.is_relative_to(root) else image_path.name
+        source = None
+        if self.sources is not None:
+            candidate = self.sources / relative
+            if candidate.is_file():
+                source = np.asarray(load_rgb(candidate))
+        panel = distortion_panel(
+            np.asarray(load_rgb(image_path)),
+            prediction,
+            load_label_map(label_path),
+            source=source,
+            title=str(relative),
+        )
+        save_image(panel, self.folder / Path(relative).with_suffix(".png"))
+        self.written.append(relative)
 
 
 def _run_paired(args: argparse.Namespace) -> int:
@@ -355,11 +389,7 @@ def _matched(images: str, labels: str | None, image_suffix: str, label_suffix: s
 
 def _run_realism(args: argparse.Namespace) -> int:
     from semst.data.images import ImageLoadError
-    from semst.evaluation.crops import CropView
-    from semst.evaluation.domain_classifier import load_domain_classifier
-    from semst.evaluation.features import SegmenterEncoderExtractor
-    from semst.evaluation.inception import InceptionExtractor
-    from semst.evaluation.realism import FeatureSet, extract_features, realism_scores
+    from semst.evaluation.realism import realism_scores
     from semst.runtime import resolve_device
 
     if not (args.classifier or args.segmenter or args.inception):
@@ -372,48 +402,11 @@ def _run_realism(args: argparse.Namespace) -> int:
     cache = Path(args.reference_cache) if args.reference_cache else None
     if args.reference is None and not cache.is_file():
         raise FileNotFoundError(f"reference cache {cache} does not exist; give --reference DIR to compute it")
-    device = resolve_device(args.device)
-    classifier = load_domain_classifier(args.classifier, device=device) if args.classifier else None
-    extractors = []
-    if args.segmenter:
-        extractors.append(SegmenterEncoderExtractor.from_file(args.segmenter, device=device))
-    if args.inception:
-        extractors.append(
-            InceptionExtractor(args.inception, preprocessing=args.inception_preprocessing, device=device)
-        )
-    view = None
-    if args.short_side is not None or args.crop_size is not None:
-        defaults = CropView()
-        view = CropView(
-            short_side=args.short_side or defaults.short_side, crop_size=args.crop_size or defaults.crop_size
-        )
+    classifier, extractors = _realism_judges(args, resolve_device(args.device))
+    view = _crop_view(args)
     every = extractors + ([classifier] if classifier else [])
-    progress = not args.no_progress
     try:
-        if cache is not None and cache.is_file():
-            reference = FeatureSet.load(cache)
-            print(
-                f"reference features read from {cache} ({reference.num_images} images of {reference.source})"
-            )
-        else:
-            files, labels = _matched(
-                args.reference,
-                args.reference_labels,
-                args.reference_image_suffix,
-                args.reference_label_suffix,
-            )
-            reference = extract_features(
-                files,
-                every,
-                view=view,
-                labels=labels,
-                batch_size=args.batch_size,
-                progress=progress,
-                desc="reference",
-            )
-            reference.source = str(args.reference)
-            if cache is not None:
-                print(f"reference features written to {reference.save(cache)}")
+        reference = _reference_features(args, cache, every, view)
         files, labels = _matched(args.images, args.labels, args.image_suffix, args.label_suffix)
         scores = realism_scores(
             files,
@@ -427,30 +420,93 @@ def _run_realism(args: argparse.Namespace) -> int:
             seed=args.seed,
             min_class_crops=args.min_class_crops,
             batch_size=args.batch_size,
-            progress=progress,
+            progress=not args.no_progress,
         )
     except ImageLoadError as exc:  # one line naming the file, like every other data error
         raise ValueError(str(exc)) from exc
     scores["images"] = str(args.images)
+    _print_realism(scores, [extractor.name for extractor in every])
+    if args.output:
+        print(f"scores written to {write_json(args.output, scores)}")
+    return 0
+
+
+def _realism_judges(args: argparse.Namespace, device) -> tuple[Any, list[Any]]:
+    """The domain classifier (or None) and the other feature extractors that the options name."""
+    from semst.evaluation.domain_classifier import load_domain_classifier
+    from semst.evaluation.features import SegmenterEncoderExtractor
+    from semst.evaluation.inception import InceptionExtractor
+
+    classifier = load_domain_classifier(args.classifier, device=device) if args.classifier else None
+    extractors = []
+    if args.segmenter:
+        extractors.append(SegmenterEncoderExtractor.from_file(args.segmenter, device=device))
+    if args.inception:
+        extractors.append(
+            InceptionExtractor(args.inception, preprocessing=args.inception_preprocessing, device=device)
+        )
+    return classifier, extractors
+
+
+def _crop_view(args: argparse.Namespace):
+    """The crop view of --short-side/--crop-size (defaults for the one not given), or None for neither."""
+    from semst.evaluation.crops import CropView
+
+    if args.short_side is None and args.crop_size is None:
+        return None
+    defaults = CropView()
+    return CropView(
+        short_side=args.short_side or defaults.short_side, crop_size=args.crop_size or defaults.crop_size
+    )
+
+
+def _reference_features(args: argparse.Namespace, cache: Path | None, extractors: list, view):
+    """The reference's features: read from the cache file if it exists, else computed (and cached)."""
+    from semst.evaluation.realism import FeatureSet, extract_features
+
+    if cache is not None and cache.is_file():
+        reference = FeatureSet.load(cache)
+        print(f"reference features read from {cache} ({reference.num_images} images of {reference.source})")
+        return reference
+    files, labels = _matched(
+        args.reference, args.reference_labels, args.reference_image_suffix, args.reference_label_suffix
+    )
+    reference = extract_features(
+        files,
+        extractors,
+        view=view,
+        labels=labels,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        desc="reference",
+    )
+    reference.source = str(args.reference)
+    if cache is not None:
+        print(f"reference features written to {reference.save(cache)}")
+    return reference
+
+
+def _print_realism(scores: dict[str, Any], names: list[str]) -> None:
+    """The summary of `realism_scores`: sizes, then each judge's target share, KID and FID."""
     crops = f" ({scores['num_crops']} crops)" if scores["num_crops"] else ""
     reference_crops = f" ({scores['reference_crops']} crops)" if scores["reference_crops"] else ""
     print(
         f"{scores['num_images']} images{crops} against {scores['reference_images']} reference images"
         f"{reference_crops}; crops of {scores['view']['crop_size']} px at short side {scores['view']['short_side']}"
     )
-    for extractor in every:
-        entry = scores[extractor.name]
+    for name in names:
+        entry = scores[name]
         if "target_share" in entry:
             held = entry["held_out"]
             held_text = f"held-out accuracy {100 * held['accuracy']:.1f}%" if held else "no held-out accuracy"
             print(
-                f"{extractor.name}: target share {100 * entry['target_share']:.1f}% (mean probability "
+                f"{name}: target share {100 * entry['target_share']:.1f}% (mean probability "
                 f"{entry['target_probability']:.3f}; real reference {100 * entry['reference_target_share']:.1f}%, "
                 f"{held_text})"
             )
         kid = entry["kid"]
         line = (
-            f"  {extractor.name} KID {kid['mean']:.5f} +- {kid['std']:.5f} ({kid['subsets']} subsets of "
+            f"  {name} KID {kid['mean']:.5f} +- {kid['std']:.5f} ({kid['subsets']} subsets of "
             f"{kid['subset_size']}), FID {entry['fid']:.3f}"
         )
         matched = entry.get("class_matched_kid")
@@ -459,9 +515,6 @@ def _run_realism(args: argparse.Namespace) -> int:
                 f", class-matched KID {matched['kid']:.5f} over {100 * matched['coverage']:.0f}% of the crops"
             )
         print(line)
-    if args.output:
-        print(f"scores written to {write_json(args.output, scores)}")
-    return 0
 
 
 def _run_train_classifier(args: argparse.Namespace) -> int:

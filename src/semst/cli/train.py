@@ -20,37 +20,47 @@ def add_parser(subparsers) -> None:
         description=HELP + ". Settings: preset < --config file < --set overrides < dedicated flags.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
+    # One group per topic, added in the order of the usage line.
+    _add_data_options(p.add_argument_group("data and run folder"))
+    _add_method_options(p.add_argument_group("method and crops"))
+    _add_run_options(p.add_argument_group("training run"))
+
+
+def _add_data_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--source",
         metavar="DIR",
         help="source-domain images (searched recursively), e.g. trainA, or NAME:PATH",
     )
-    p.add_argument(
+    group.add_argument(
         "--target",
         metavar="DIR",
         help="target-domain images (searched recursively), e.g. trainB, or NAME:PATH",
     )
-    p.add_argument(
+    group.add_argument(
         "--data",
         metavar="ROOT",
         help="a CUT-style data root (ROOT/trainA is the source, ROOT/trainB the target), or a data set as "
         "downloaded, NAME:PATH, as the source, e.g. --data gta5:/data/GTA5 --target cityscapes:/data/cityscapes "
         "(names: gta5, synthia, cityscapes, cityscapes_parsing, maps, folder)",
     )
-    p.add_argument(
+    group.add_argument(
         "--out", metavar="RUN_DIR", required=True, help="run directory for config, checkpoints and logs"
     )
-    p.add_argument(
+
+
+def _add_method_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--preset",
         choices=PRESETS,
         default=None,
         help="method preset: semst (hDCE + TS), cut or fastcut (CUT's published settings) "
         "(default: the config file's preset, else semst)",
     )
-    p.add_argument(
+    group.add_argument(
         "--config", metavar="FILE", help="YAML file with any config sections (see docs/configuration.md)"
     )
-    p.add_argument(
+    group.add_argument(
         "--set",
         metavar="KEY=VALUE",
         nargs="+",
@@ -58,7 +68,7 @@ def add_parser(subparsers) -> None:
         default=[],
         help="override config values, e.g. --set loss.ts_weight=1 train.batch_size=4",
     )
-    scale = p.add_mutually_exclusive_group()
+    scale = group.add_mutually_exclusive_group()
     scale.add_argument(
         "--multiscale",
         dest="multiscale",
@@ -75,7 +85,7 @@ def add_parser(subparsers) -> None:
         "default, the ablation 'w/o multi-scale' of the paper's Table 3, and the paper's choice for 256 px "
         "data sets)",
     )
-    p.add_argument(
+    group.add_argument(
         "--crop-size",
         type=int,
         metavar="PX",
@@ -83,19 +93,22 @@ def add_parser(subparsers) -> None:
         "286/256 unless given) and multi-scale global and local crops (multiscale.global_size and "
         "multiscale.local_size, equal as in the paper) (default: 256 in the presets)",
     )
-    p.add_argument(
+    group.add_argument(
         "--load-size",
         type=int,
         metavar="PX",
         help="images are resized to this before cropping (default: data.load_size, 286 in the presets)",
     )
-    p.add_argument(
+
+
+def _add_run_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--batch-size",
         type=int,
         metavar="N",
         help="images per step and process (default: train.batch_size, 1 in the presets)",
     )
-    p.add_argument(
+    group.add_argument(
         "--max-steps",
         type=int,
         metavar="N",
@@ -103,25 +116,25 @@ def add_parser(subparsers) -> None:
         "train.constant_epochs + train.decay_epochs)",
     )
     add_device(
-        p,
+        group,
         default=None,
         metavar="DEV",
         help=f"{DEVICE_HELP} (default: train.device, auto = CUDA if available)",
     )
-    p.add_argument(
+    group.add_argument(
         "--seed",
         type=int,
         help="random seed of initialisation, data order and patch sampling (default: train.seed, 0)",
     )
-    p.add_argument(
+    group.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its latest checkpoint (only run length, data paths, device "
         "and logging settings may change)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    add_progress(p, help="no progress bar (log lines only)")
-    add_verbosity(p)
+    group.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_progress(group, help="no progress bar (log lines only)")
+    add_verbosity(group)
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:

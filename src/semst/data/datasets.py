@@ -291,10 +291,6 @@ class DatasetLayout:
         """
         return self._samples(self._resolve_split(split))
 
-    def has_labels(self, split: str | None = None) -> bool:
-        """Whether the split's samples have labels (lists the split's files)."""
-        return all(sample.label is not None for sample in self.samples(split))
-
     def load_image(self, sample: Sample) -> Image.Image:
         """Loads a sample's image as 8-bit RGB (:func:`semst.data.images.load_rgb`)."""
         return load_rgb(sample.image)

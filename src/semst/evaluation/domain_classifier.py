@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from semst.checkpoint import CheckpointError, load_module_state, load_tensors, read_metadata, save_checkpoint
 from semst.data.images import find_images, load_rgb
 from semst.evaluation.crops import CropView, grid_positions, random_crops, take_crops
-from semst.evaluation.features import file_digest
+from semst.files import file_sha256
 
 __all__ = [
     "DomainClassifier",
@@ -52,6 +52,7 @@ KIND = "domain-classifier"
 PREFIX = "classifier."
 # Input normalisation: RGB in [0, 1] to roughly zero mean and unit scale, fixed (colour is the signal).
 _MEAN, _STD = 0.5, 0.25
+_ImageInput = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]  # a folder or image files
 
 
 class DomainClassifier(nn.Module):
@@ -191,7 +192,7 @@ def load_domain_classifier(
         view=view,
         held_out=meta.get("held_out"),
         source=str(path),
-        digest=file_digest(path),
+        digest=file_sha256(path),
         device=device,
     )
 
@@ -328,13 +329,7 @@ def train_domain_classifier(
     if (val_source is None) != (val_target is None):
         raise ValueError("give both val_source and val_target, or neither")
     view = view if view is not None else CropView()
-    files = {"source": _image_list(source), "target": _image_list(target)}
-    held: dict[str, list[Path]] = {}
-    if val_source is not None and val_target is not None:
-        held = {"source": _image_list(val_source), "target": _image_list(val_target)}
-    else:
-        for salt, domain in enumerate(("source", "target")):
-            files[domain], held[domain] = _split(files[domain], val_fraction, seed, salt)
+    files, held = _training_and_held_out(source, target, val_source, val_target, val_fraction, seed)
     torch_device = torch.device(device)
 
     pools = {}
@@ -345,15 +340,96 @@ def train_domain_classifier(
         torch.manual_seed(seed)
         network = DomainClassifier(width=width, depth=depth, max_width=max_width)
     network.to(torch_device).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = max(1, min(50, steps // 10))
     log.info(
         f"training a domain classifier on {len(files['source'])} source and {len(files['target'])} target "
         f"images ({len(pools['source'])} + {len(pools['target'])} crops of {view.crop_size} px at short side "
         f"{view.short_side}): {steps} steps of {batch_size} crops"
     )
+    running = _fit(network, pools, steps, batch_size, lr, weight_decay, seed, torch_device, progress)
+    network.eval()
+    log.info(f"domain classifier trained: smoothed loss {running:.4f}")
+
+    training = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "source_images": len(files["source"]),
+        "target_images": len(files["target"]),
+        "source_crops": len(pools["source"]),
+        "target_crops": len(pools["target"]),
+        "final_loss": running,
+    }
+    return _save_classifier(network, out, view, training, held, torch_device)
+
+
+def _save_classifier(
+    network: DomainClassifier,
+    out: str | os.PathLike[str],
+    view: CropView,
+    training: dict[str, Any],
+    held: dict[str, list[Path]],
+    device: torch.device,
+) -> Path:
+    """Measures the held-out accuracy (when there are held-out images of both domains) and writes the
+    checkpoint with its metadata."""
+    meta: dict[str, Any] = {
+        "kind": KIND,
+        "architecture": network.architecture(),
+        "view": view.as_dict(),
+        "input": "RGB float32 crops (B, 3, S, S) in [0, 1]; logit > 0 means target",
+        "training": training,
+        "held_out": None,
+    }
+    if held.get("source") and held.get("target"):
+        meta["held_out"] = _held_out_accuracy(network, held, view, device, batch_size=256)
+        log.info(
+            f"held-out accuracy {meta['held_out']['accuracy']:.4f} (source {meta['held_out']['source_accuracy']:.4f}"
+            f", target {meta['held_out']['target_accuracy']:.4f}) on {len(held['source'])} + {len(held['target'])} images"
+        )
+    tensors = {PREFIX + name: t for name, t in network.state_dict().items()}
+    path = save_checkpoint(out, tensors, meta)
+    log.info(f"domain classifier saved to {path}")
+    return path
+
+
+def _training_and_held_out(
+    source: _ImageInput,
+    target: _ImageInput,
+    val_source: _ImageInput | None,
+    val_target: _ImageInput | None,
+    val_fraction: float,
+    seed: int,
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """The training and the held-out images of each domain: the given held-out images, else a seeded split."""
+    files = {"source": _image_list(source), "target": _image_list(target)}
+    held: dict[str, list[Path]] = {}
+    if val_source is not None and val_target is not None:
+        held = {"source": _image_list(val_source), "target": _image_list(val_target)}
+    else:
+        for salt, domain in enumerate(("source", "target")):
+            files[domain], held[domain] = _split(files[domain], val_fraction, seed, salt)
+    return files, held
+
+
+def _fit(
+    network: DomainClassifier,
+    pools: dict[str, np.ndarray],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> float:
+    """AdamW steps (linear warm-up, cosine decay) on batches drawn half from each domain's crop pool
+    (N, S, S, 3), flipped at random with the generator of (seed, step); returns the smoothed loss."""
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup = max(1, min(50, steps // 10))
     half = batch_size // 2
-    labels = torch.cat([torch.zeros(half), torch.ones(batch_size - half)]).to(torch_device)
+    labels = torch.cat([torch.zeros(half), torch.ones(batch_size - half)]).to(device)
     running = 0.0
     bar = tqdm(
         total=steps, desc="train domain classifier", unit="step", disable=not progress, dynamic_ncols=True
@@ -374,7 +450,7 @@ def train_domain_classifier(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
-            loss = F.binary_cross_entropy_with_logits(network(_to_tensor(crops).to(torch_device)), labels)
+            loss = F.binary_cross_entropy_with_logits(network(_to_tensor(crops).to(device)), labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"domain classifier loss became {loss.item()} at step {step}; lower {lr=}"
@@ -387,35 +463,4 @@ def train_domain_classifier(
             bar.set_postfix(loss=f"{running:.3f}", refresh=False)
     finally:
         bar.close()
-    network.eval()
-    log.info(f"domain classifier trained: smoothed loss {running:.4f}")
-
-    meta: dict[str, Any] = {
-        "kind": KIND,
-        "architecture": network.architecture(),
-        "view": view.as_dict(),
-        "input": "RGB float32 crops (B, 3, S, S) in [0, 1]; logit > 0 means target",
-        "training": {
-            "steps": steps,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "seed": seed,
-            "source_images": len(files["source"]),
-            "target_images": len(files["target"]),
-            "source_crops": len(pools["source"]),
-            "target_crops": len(pools["target"]),
-            "final_loss": running,
-        },
-        "held_out": None,
-    }
-    if held.get("source") and held.get("target"):
-        meta["held_out"] = _held_out_accuracy(network, held, view, torch_device, batch_size=256)
-        log.info(
-            f"held-out accuracy {meta['held_out']['accuracy']:.4f} (source {meta['held_out']['source_accuracy']:.4f}"
-            f", target {meta['held_out']['target_accuracy']:.4f}) on {len(held['source'])} + {len(held['target'])} images"
-        )
-    tensors = {PREFIX + name: t for name, t in network.state_dict().items()}
-    path = save_checkpoint(out, tensors, meta)
-    log.info(f"domain classifier saved to {path}")
-    return path
+    return running

@@ -16,16 +16,16 @@ passed to :func:`~semst.evaluation.realism.realism_scores`.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from semst.files import file_sha256
 from semst.segmentation.network import SegmentationUNet
 
-__all__ = ["FeatureExtractor", "SegmenterEncoderExtractor", "file_digest"]
+__all__ = ["FeatureExtractor", "SegmenterEncoderExtractor"]
 
 
 @runtime_checkable
@@ -53,13 +53,8 @@ class FeatureExtractor(Protocol):
         ...
 
 
-def file_digest(path: str | Path) -> str:
-    """The sha256 of a file (hex), naming a network's weights in descriptions and caches."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# The old name of semst.files.file_sha256, still imported by semst.study.realism.
+file_digest = file_sha256
 
 
 class SegmenterEncoderExtractor:
@@ -107,7 +102,7 @@ class SegmenterEncoderExtractor:
         from semst.segmentation.loading import load_segmenter_network
 
         network, _ = load_segmenter_network(path, device=str(device))
-        return cls(network, source=str(path), digest=file_digest(path), device=device)
+        return cls(network, source=str(path), digest=file_sha256(path), device=device)
 
     def describe(self) -> dict[str, Any]:
         """The checkpoint file and its hash."""

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semst.checkpoint import CheckpointError
-from semst.evaluation.features import file_digest
+from semst.checkpoint import CheckpointError, shape_problems
+from semst.files import file_sha256
 
 __all__ = [
     "INCEPTION_FILES",
@@ -321,22 +321,8 @@ def load_inception_weights(path: str | Path) -> dict[str, torch.Tensor]:
     expected = {
         name: tuple(t.shape) for name, t in reference.items() if not name.endswith(".num_batches_tracked")
     }
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shared = sorted(set(expected) & set(state))
-    wrong = [
-        f"{n} {tuple(state[n].shape)} instead of {expected[n]}"
-        for n in shared
-        if tuple(state[n].shape) != expected[n]
-    ]
-    if missing or unexpected or wrong:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} tensors missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unknown tensors (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            problems.append("wrong shapes: " + "; ".join(wrong[:3]))
+    problems = shape_problems(expected, {name: tuple(tensor.shape) for name, tensor in state.items()})
+    if problems:
         raise CheckpointError(
             f"{path} is not the FID Inception-v3 (2015-12-05) weights file: " + "; ".join(problems)
         )
@@ -388,7 +374,7 @@ class InceptionExtractor:
         state.update({name: torch.tensor(0, dtype=torch.long) for name in counters})
         network.load_state_dict(state, assign=True)
         self.network = network.to(self.device, dtype).eval().requires_grad_(False)
-        self.digest = file_digest(self.weights)
+        self.digest = file_sha256(self.weights)
         log.debug(f"FID Inception weights loaded from {self.weights} ({preprocessing} preprocessing)")
 
     def describe(self) -> dict[str, str]:

@@ -220,48 +220,17 @@ def extract_features(
     view = _resolve_view(extractors, view)
     files = _files(images, "image")
     label_files = _label_files(images, files, labels) if labels is not None else None
-    crop_extractors = [e for e in extractors if not e.whole_images]
-    image_extractors = [e for e in extractors if e.whole_images]
-    chunks: dict[str, list[np.ndarray]] = {e.name: [] for e in extractors}
+    batches = _Batches(extractors, batch_size)
     classes: list[np.ndarray] = []
-    crop_buffer: list[np.ndarray] = []
-    image_buffer: list[torch.Tensor] = []
-
-    def flush_crops() -> None:
-        if not crop_buffer:
-            return
-        batch = np.concatenate(crop_buffer)  # (B, S, S, 3)
-        crop_buffer.clear()
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
-        for extractor in crop_extractors:
-            chunks[extractor.name].append(_checked(extractor, x))
-
-    def flush_images() -> None:
-        if not image_buffer:
-            return
-        x = torch.stack(image_buffer)  # (B, 3, H, W), one size
-        image_buffer.clear()
-        for extractor in image_extractors:
-            chunks[extractor.name].append(_checked(extractor, x))
-
     num_crops = 0
     for index, path in enumerate(tqdm(files, desc=desc, unit="img", disable=not progress)):
         image = load_rgb(path)
-        if image_extractors:
-            tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
-            buffered = len(image_buffer) * image_buffer[0][0].numel() if image_buffer else 0
-            # Whole images can be large (a 2048x1024 frame is 25 MB as float): bound the pixels as well.
-            if image_buffer and (
-                image_buffer[0].shape != tensor.shape
-                or len(image_buffer) >= batch_size
-                or buffered >= _MAX_BUFFERED_PIXELS
-            ):
-                flush_images()
-            image_buffer.append(tensor)
-        if crop_extractors:
+        if batches.image_extractors:
+            batches.add_image(torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0))
+        if batches.crop_extractors:
             pixels = view.resize_image(image)  # (H', W', 3)
             positions = grid_positions(pixels.shape[0], pixels.shape[1], view.crop_size)
-            crop_buffer.append(take_crops(pixels, positions, view.crop_size))
+            crops = take_crops(pixels, positions, view.crop_size)
             num_crops += len(positions)
             if label_files is not None:
                 label = load_label_map(label_files[index])
@@ -274,13 +243,10 @@ def extract_features(
                 classes.append(
                     crop_classes(resized, positions, view.crop_size, min_fraction=min_class_fraction)
                 )
-            if sum(len(c) for c in crop_buffer) >= batch_size:
-                flush_crops()
-    flush_crops()
-    flush_images()
+            batches.add_crops(crops)
     source = str(images) if isinstance(images, (str, os.PathLike)) else f"{len(files)} files"
     return FeatureSet(
-        features={name: np.concatenate(parts).astype(np.float32) for name, parts in chunks.items()},
+        features=batches.features(),
         extractors={e.name: _describe(e) for e in extractors},
         view=view,
         num_images=len(files),
@@ -288,6 +254,59 @@ def extract_features(
         crop_classes=np.concatenate(classes) if classes else None,
         source=source,
     )
+
+
+class _Batches:
+    """Buffers crops and whole images, runs the extractors on each full batch and keeps their features."""
+
+    def __init__(self, extractors: Sequence[FeatureExtractor], batch_size: int):
+        self.crop_extractors = [e for e in extractors if not e.whole_images]
+        self.image_extractors = [e for e in extractors if e.whole_images]
+        self.batch_size = batch_size
+        self._chunks: dict[str, list[np.ndarray]] = {e.name: [] for e in extractors}
+        self._crops: list[np.ndarray] = []  # (n, S, S, 3) uint8 each
+        self._images: list[torch.Tensor] = []  # (3, H, W) float in [0, 1] each, one size
+
+    def add_image(self, tensor: torch.Tensor) -> None:
+        """Adds a (3, H, W) image; the buffer is run first if the image has another size or it is full."""
+        buffered = len(self._images) * self._images[0][0].numel() if self._images else 0
+        # Whole images can be large (a 2048x1024 frame is 25 MB as float): bound the pixels as well.
+        if self._images and (
+            self._images[0].shape != tensor.shape
+            or len(self._images) >= self.batch_size
+            or buffered >= _MAX_BUFFERED_PIXELS
+        ):
+            self._run_images()
+        self._images.append(tensor)
+
+    def add_crops(self, crops: np.ndarray) -> None:
+        """Adds (n, S, S, 3) uint8 crops; runs the buffer once it holds a batch."""
+        self._crops.append(crops)
+        if sum(len(c) for c in self._crops) >= self.batch_size:
+            self._run_crops()
+
+    def features(self) -> dict[str, np.ndarray]:
+        """Runs what is buffered; extractor name -> features (N, D) float32."""
+        self._run_crops()
+        self._run_images()
+        return {name: np.concatenate(parts).astype(np.float32) for name, parts in self._chunks.items()}
+
+    def _run_crops(self) -> None:
+        if not self._crops:
+            return
+        batch = np.concatenate(self._crops)  # (B, S, S, 3)
+        self._crops.clear()
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
+        for extractor in self.crop_extractors:
+            self._chunks[extractor.name].append(_checked(extractor, x))
+
+    def _run_images(self) -> None:
+        if not self._images:
+            return
+        x = torch.stack(self._images)  # (B, 3, H, W), one size
+        self._images.clear()
+        for extractor in self.image_extractors:
+            self._chunks[extractor.name].append(_checked(extractor, x))
 
 
 def _checked(extractor: FeatureExtractor, x: torch.Tensor) -> np.ndarray:
@@ -441,40 +460,55 @@ def realism_scores(
         "reference": theirs.source,
         "view": view.as_dict(),
     }
+    kid_settings = {"subsets": kid_subsets, "subset_size": kid_subset_size, "seed": seed}
     for extractor in every:
-        a, b = ours.features[extractor.name], theirs.features[extractor.name]
-        value = kid(a, b, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-        entry: dict[str, Any] = {
-            "features": _comparable(extractor.describe()),
-            "dim": extractor.dim,
-            "kid": value.as_dict(),
-            "fid": fid(a, b),
-        }
-        if isinstance(extractor, DomainClassifierExtractor):
-            probability = extractor.target_probability(a)
-            entry.update(
-                target_share=float((probability > 0.5).mean()),
-                target_probability=float(probability.mean()),
-                reference_target_share=float((extractor.target_probability(b) > 0.5).mean()),
-                held_out=extractor.held_out,
-            )
-        if not extractor.whole_images and (ours.crop_classes is None) != (theirs.crop_classes is None):
-            missing = "images" if ours.crop_classes is None else "reference"
-            log.warning(f"no class-matched KID for {extractor.name}: the {missing} have no label maps")
-        if not extractor.whole_images and ours.crop_classes is not None and theirs.crop_classes is not None:
-            entry["class_matched_kid"] = _class_matched_kid(
-                a,
-                ours.crop_classes,
-                b,
-                theirs.crop_classes,
-                min_crops=min_class_crops,
-                class_names=class_names,
-                subsets=kid_subsets,
-                subset_size=kid_subset_size,
-                seed=seed,
-            )
-        scores[extractor.name] = entry
+        scores[extractor.name] = _extractor_scores(
+            extractor, ours, theirs, kid_settings, min_class_crops=min_class_crops, class_names=class_names
+        )
     return scores
+
+
+def _extractor_scores(
+    extractor: FeatureExtractor,
+    ours: FeatureSet,
+    theirs: FeatureSet,
+    kid_settings: dict[str, int],
+    *,
+    min_class_crops: int,
+    class_names: Sequence[str] | None,
+) -> dict[str, Any]:
+    """KID and FID on one extractor's features; the target share for a classifier; class-matched KID where
+    both sets have crop classes."""
+    a, b = ours.features[extractor.name], theirs.features[extractor.name]
+    value = kid(a, b, **kid_settings)
+    entry: dict[str, Any] = {
+        "features": _comparable(extractor.describe()),
+        "dim": extractor.dim,
+        "kid": value.as_dict(),
+        "fid": fid(a, b),
+    }
+    if isinstance(extractor, DomainClassifierExtractor):
+        probability = extractor.target_probability(a)
+        entry.update(
+            target_share=float((probability > 0.5).mean()),
+            target_probability=float(probability.mean()),
+            reference_target_share=float((extractor.target_probability(b) > 0.5).mean()),
+            held_out=extractor.held_out,
+        )
+    if not extractor.whole_images and (ours.crop_classes is None) != (theirs.crop_classes is None):
+        missing = "images" if ours.crop_classes is None else "reference"
+        log.warning(f"no class-matched KID for {extractor.name}: the {missing} have no label maps")
+    if not extractor.whole_images and ours.crop_classes is not None and theirs.crop_classes is not None:
+        entry["class_matched_kid"] = _class_matched_kid(
+            a,
+            ours.crop_classes,
+            b,
+            theirs.crop_classes,
+            min_crops=min_class_crops,
+            class_names=class_names,
+            **kid_settings,
+        )
+    return entry
 
 
 def _check_feature_set(

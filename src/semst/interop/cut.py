@@ -41,7 +41,6 @@ Python objects beyond tensors is refused rather than unpickled, because unpickli
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -55,6 +54,7 @@ import torch
 import semst
 from semst import checkpoint as ckpt
 from semst.config import ExperimentConfig
+from semst.files import file_sha256
 from semst.networks.generator import ResnetGenerator
 from semst.networks.layers import BlurDownsample, BlurUpsample
 
@@ -244,7 +244,41 @@ def infer_cut_architecture(state: Mapping[str, torch.Tensor], *, source: str | P
             where, state, _keys_of(layers, 1), f"model.1.weight should be the 7x7 stem convolution; {found}"
         )
     base_channels, in_channels = int(stem.shape[0]), int(stem.shape[1])
+    norm = _infer_norm(where, layers)
+    downsample, first_block = _infer_downsample(where, state, layers)
+    blocks = _infer_blocks(where, state, layers, first_block)
+    upsample, index = _infer_upsample(where, state, layers, first_block + blocks["num_blocks"], base_channels)
+    head = layers.get(index + 1, {}).get("weight")
+    if head is None or head.ndim != 4 or tuple(head.shape[1:]) != (base_channels, 7, 7):
+        _not_a_generator(
+            where,
+            state,
+            _keys_of(layers, index + 1),
+            f"model.{index + 1}.weight should be the 7x7 output convolution with {base_channels} input "
+            f"channels; {'found ' + _shape(head) if head is not None else 'it is missing'}",
+        )
+    return {
+        "cut_netG": f"resnet_{blocks['num_blocks']}blocks",
+        "in_channels": in_channels,
+        "out_channels": int(head.shape[0]),
+        "base_channels": base_channels,
+        "num_blocks": blocks["num_blocks"],
+        "downsample": downsample,
+        "upsample": upsample,
+        "norm": norm["norm"],
+        "conv_bias": norm["conv_bias"],
+        "block_container": blocks["block_container"],
+        "dropout": blocks["dropout"],
+        "running_stats": norm["running_stats"],
+        "ignored_buffers": sum(1 for key in state if key.rsplit(".", 1)[-1] in _RUNNING_STATS),
+    }
 
+
+_Layers = Mapping[int, Mapping[str, torch.Tensor]]
+
+
+def _infer_norm(where: str, layers: _Layers) -> dict[str, Any]:
+    """The generator's `norm`, `conv_bias` and `running_stats`, read from the stem's convolution and norm."""
     conv_bias = "bias" in layers[1]
     stem_norm = layers.get(2, {})
     affine = "weight" in stem_norm
@@ -259,22 +293,30 @@ def infer_cut_architecture(state: Mapping[str, torch.Tensor], *, source: str | P
         norm = "none"
     else:
         norm = "instance_affine" if affine else "instance"
+    return {"norm": norm, "conv_bias": conv_bias, "running_stats": running_stats}
 
+
+def _infer_downsample(where: str, state: Mapping[str, torch.Tensor], layers: _Layers) -> tuple[str, int]:
+    """ "antialias" or "strided", and the index of the first residual block."""
     seventh = layers.get(7, {})
     if "filt" in seventh:
-        downsample, first_block = "antialias", 12
-    elif "weight" in seventh and seventh["weight"].ndim == 4:
-        downsample, first_block = "strided", 10
-    else:
-        _not_a_generator(
-            where,
-            state,
-            _keys_of(layers, 7),
-            "model.7 is neither CUT's anti-aliasing Downsample (a 'filt' buffer) nor the second strided "
-            "downsampling convolution",
-        )
+        return "antialias", 12
+    if "weight" in seventh and seventh["weight"].ndim == 4:
+        return "strided", 10
+    _not_a_generator(
+        where,
+        state,
+        _keys_of(layers, 7),
+        "model.7 is neither CUT's anti-aliasing Downsample (a 'filt' buffer) nor the second strided "
+        "downsampling convolution",
+    )
 
-    index, num_blocks, container, block_convs = first_block, 0, None, None
+
+def _infer_blocks(
+    where: str, state: Mapping[str, torch.Tensor], layers: _Layers, first: int
+) -> dict[str, Any]:
+    """The residual blocks from model.`first` on: `num_blocks`, `block_container` and `dropout`."""
+    index, num_blocks, container, block_convs = first, 0, None, None
     while index in layers:
         matches = [_BLOCK_KEY.fullmatch(key) for key in layers[index]]
         if not all(matches):
@@ -301,9 +343,9 @@ def infer_cut_architecture(state: Mapping[str, torch.Tensor], *, source: str | P
         _not_a_generator(
             where,
             state,
-            _keys_of(layers, first_block),
-            f"no residual blocks: model.{first_block} should hold ResnetBlock weights such as "
-            f"model.{first_block}.conv_block.1.weight",
+            _keys_of(layers, first),
+            f"no residual blocks: model.{first} should hold ResnetBlock weights such as "
+            f"model.{first}.conv_block.1.weight",
         )
     if block_convs == [1, 5]:
         dropout = False
@@ -312,18 +354,25 @@ def infer_cut_architecture(state: Mapping[str, torch.Tensor], *, source: str | P
     elif block_convs == [0, 3]:
         raise CutImportError(
             f"{where}: the residual blocks convolve with zero padding (padding_type='zero': no "
-            f"ReflectionPad2d before model.{first_block}.{container}.0); semst's residual blocks use "
+            f"ReflectionPad2d before model.{first}.{container}.0); semst's residual blocks use "
             "reflection padding, so this generator cannot be converted"
         )
     else:
         _not_a_generator(
             where,
             state,
-            _keys_of(layers, first_block),
-            f"residual block model.{first_block} has convolutions at {container} positions {block_convs}; "
+            _keys_of(layers, first),
+            f"residual block model.{first} has convolutions at {container} positions {block_convs}; "
             "a ResnetBlock has them at 1 and 5 (or 1 and 6 with dropout)",
         )
+    return {"num_blocks": num_blocks, "block_container": container, "dropout": dropout}
 
+
+def _infer_upsample(
+    where: str, state: Mapping[str, torch.Tensor], layers: _Layers, index: int, base_channels: int
+) -> tuple[str, int]:
+    """ "antialias" or "transposed" for the two upsampling stages from model.`index` on, and the index after
+    them (the head's ReflectionPad2d)."""
     modes = []
     channels = 4 * base_channels
     for stage in (1, 2):
@@ -349,31 +398,7 @@ def infer_cut_architecture(state: Mapping[str, torch.Tensor], *, source: str | P
             f"{where}: the two upsampling stages differ ({modes[0]} then {modes[1]}); CUT and CycleGAN use "
             "one mode for both, and so does semst"
         )
-    head = layers.get(index + 1, {}).get("weight")
-    if head is None or head.ndim != 4 or tuple(head.shape[1:]) != (base_channels, 7, 7):
-        _not_a_generator(
-            where,
-            state,
-            _keys_of(layers, index + 1),
-            f"model.{index + 1}.weight should be the 7x7 output convolution with {base_channels} input "
-            f"channels; {'found ' + _shape(head) if head is not None else 'it is missing'}",
-        )
-
-    return {
-        "cut_netG": f"resnet_{num_blocks}blocks",
-        "in_channels": in_channels,
-        "out_channels": int(head.shape[0]),
-        "base_channels": base_channels,
-        "num_blocks": num_blocks,
-        "downsample": downsample,
-        "upsample": modes[0],
-        "norm": norm,
-        "conv_bias": conv_bias,
-        "block_container": container,
-        "dropout": dropout,
-        "running_stats": running_stats,
-        "ignored_buffers": sum(1 for key in state if key.rsplit(".", 1)[-1] in _RUNNING_STATS),
-    }
+    return modes[0], index
 
 
 def _group_layers(state: Mapping[str, torch.Tensor]) -> tuple[dict[int, dict[str, torch.Tensor]], list[str]]:
@@ -523,70 +548,97 @@ def cut_to_semst_state(
     kwargs = _generator_kwargs(arch)
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         expected = {key: tuple(t.shape) for key, t in ResnetGenerator(**kwargs).state_dict().items()}
-    converted: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-    missing: list[str] = []
-    mismatched: list[str] = []
-
-    def take(cut_key: str, semst_key: str) -> None:
-        want = expected.get(semst_key)
-        tensor = state.get(cut_key)
-        if tensor is None:
-            missing.append(f"{cut_key} (for {semst_key} {want})")
-        elif tuple(tensor.shape) != want or not tensor.is_floating_point():
-            what = "" if tensor.is_floating_point() else f" of dtype {tensor.dtype}"
-            mismatched.append(f"{cut_key} {tuple(tensor.shape)}{what} -> {semst_key} expects {want}")
-            used.add(cut_key)
-        else:
-            converted[semst_key] = tensor.detach().to("cpu", torch.float32)
-            used.add(cut_key)
-
+    mapping = _WeightMapping(state, expected)
     for cut_prefix, semst_prefix, kind in _cut_layout(arch):
         if kind in ("conv", "head"):
-            take(f"{cut_prefix}.weight", f"{semst_prefix}.weight")
-            if kind == "head" or arch.get("conv_bias", True):
-                take(f"{cut_prefix}.bias", f"{semst_prefix}.bias")
-            else:  # CUT drops conv biases without a norm; semst keeps them, and zero is the same function
-                converted[f"{semst_prefix}.bias"] = torch.zeros(expected[f"{semst_prefix}.bias"])
+            mapping.conv(cut_prefix, semst_prefix, bias=kind == "head" or arch.get("conv_bias", True))
         elif kind == "norm":
-            if arch["norm"] == "instance_affine":
-                take(f"{cut_prefix}.weight", f"{semst_prefix}.weight")
-                take(f"{cut_prefix}.bias", f"{semst_prefix}.bias")
-            if arch["norm"] != "none":  # InstanceNorm running statistics: unused by CUT's tests, dropped
-                used.update(
-                    f"{cut_prefix}.{name}" for name in _RUNNING_STATS if f"{cut_prefix}.{name}" in state
-                )
+            mapping.norm(cut_prefix, semst_prefix, arch["norm"])
         else:
-            take(f"{cut_prefix}.filt", f"{semst_prefix}.kernel")
-            semst_key = f"{semst_prefix}.kernel"
-            if semst_key in converted:
-                blur = BlurDownsample if semst_prefix.startswith("down") else BlurUpsample
-                reference = blur(expected[semst_key][0]).kernel
-                if not torch.allclose(converted[semst_key], reference, atol=1e-6):
-                    mismatched.append(
-                        f"{cut_prefix}.filt holds another filter than CUT's default "
-                        f"{'[1, 2, 1]' if blur is BlurDownsample else '[1, 3, 3, 1]'} blur -> {semst_key}"
-                    )
-                converted[semst_key] = reference
+            mapping.blur_filter(cut_prefix, semst_prefix)
+    problems = mapping.problems()
+    if problems:
+        raise CutImportError(
+            f"{where} does not fit a semst ResnetGenerator with {_describe_kwargs(kwargs)}: "
+            + " | ".join(problems)
+        )
+    return {key: mapping.converted[key] for key in expected}
 
-    unexpected = [f"{key} {tuple(state[key].shape)}" for key in state if key not in used]
-    # Every semst tensor has a source once nothing is missing; anything else is a bug in _cut_layout.
-    absent = [] if missing or mismatched else [key for key in expected if key not in converted]
-    if missing or mismatched or unexpected or absent:
+
+class _WeightMapping:
+    """Moves tensors from a CUT state dict to semst names, checking each against the expected shapes and
+    collecting what does not fit instead of stopping at the first problem."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]):
+        self.state, self.expected = state, expected
+        self.converted: dict[str, torch.Tensor] = {}
+        self.used: set[str] = set()  # CUT keys accounted for
+        self.missing: list[str] = []
+        self.mismatched: list[str] = []
+
+    def take(self, cut_key: str, semst_key: str) -> None:
+        want = self.expected.get(semst_key)
+        tensor = self.state.get(cut_key)
+        if tensor is None:
+            self.missing.append(f"{cut_key} (for {semst_key} {want})")
+        elif tuple(tensor.shape) != want or not tensor.is_floating_point():
+            what = "" if tensor.is_floating_point() else f" of dtype {tensor.dtype}"
+            self.mismatched.append(f"{cut_key} {tuple(tensor.shape)}{what} -> {semst_key} expects {want}")
+            self.used.add(cut_key)
+        else:
+            self.converted[semst_key] = tensor.detach().to("cpu", torch.float32)
+            self.used.add(cut_key)
+
+    def conv(self, cut_prefix: str, semst_prefix: str, *, bias: bool) -> None:
+        self.take(f"{cut_prefix}.weight", f"{semst_prefix}.weight")
+        if bias:
+            self.take(f"{cut_prefix}.bias", f"{semst_prefix}.bias")
+        else:  # CUT drops conv biases without a norm; semst keeps them, and zero is the same function
+            self.converted[f"{semst_prefix}.bias"] = torch.zeros(self.expected[f"{semst_prefix}.bias"])
+
+    def norm(self, cut_prefix: str, semst_prefix: str, norm: str) -> None:
+        if norm == "instance_affine":
+            self.take(f"{cut_prefix}.weight", f"{semst_prefix}.weight")
+            self.take(f"{cut_prefix}.bias", f"{semst_prefix}.bias")
+        if norm != "none":  # InstanceNorm running statistics: unused by CUT's tests, dropped
+            self.used.update(
+                f"{cut_prefix}.{name}" for name in _RUNNING_STATS if f"{cut_prefix}.{name}" in self.state
+            )
+
+    def blur_filter(self, cut_prefix: str, semst_prefix: str) -> None:
+        """CUT's `filt` buffer; semst's fixed kernel is kept, and any other filter is a mismatch."""
+        semst_key = f"{semst_prefix}.kernel"
+        self.take(f"{cut_prefix}.filt", semst_key)
+        if semst_key not in self.converted:
+            return
+        blur = BlurDownsample if semst_prefix.startswith("down") else BlurUpsample
+        reference = blur(self.expected[semst_key][0]).kernel
+        if not torch.allclose(self.converted[semst_key], reference, atol=1e-6):
+            self.mismatched.append(
+                f"{cut_prefix}.filt holds another filter than CUT's default "
+                f"{'[1, 2, 1]' if blur is BlurDownsample else '[1, 3, 3, 1]'} blur -> {semst_key}"
+            )
+        self.converted[semst_key] = reference
+
+    def problems(self) -> list[str]:
+        """One line for each kind of problem found (empty when every tensor fits)."""
+        unexpected = [f"{key} {tuple(self.state[key].shape)}" for key in self.state if key not in self.used]
+        # Every semst tensor has a source once nothing is missing; anything else is a bug in _cut_layout.
+        absent = (
+            []
+            if self.missing or self.mismatched
+            else [key for key in self.expected if key not in self.converted]
+        )
         problems = []
         for label, items in (
-            ("missing", missing),
-            ("shape mismatches", mismatched),
+            ("missing", self.missing),
+            ("shape mismatches", self.mismatched),
             ("unexpected keys", unexpected),
             ("semst parameters with no source (a bug in semst.interop.cut)", absent),
         ):
             if items:
                 problems.append(f"{label}: {'; '.join(items[:_MAX_LISTED])}{_more(len(items))}")
-        raise CutImportError(
-            f"{where} does not fit a semst ResnetGenerator with {_describe_kwargs(kwargs)}: "
-            + " | ".join(problems)
-        )
-    return {key: converted[key] for key in expected}
+        return problems
 
 
 def _describe_kwargs(kwargs: Mapping[str, Any]) -> str:
@@ -618,15 +670,6 @@ def generator_from_cut(path: str | Path) -> tuple[ResnetGenerator, dict]:
     generator = ResnetGenerator(**_generator_kwargs(arch))
     generator.load_state_dict(converted)
     return generator.eval(), arch
-
-
-def _file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | None = None) -> Path:
@@ -701,7 +744,7 @@ def convert_cut_checkpoint(path: str | Path, out: str | Path, *, name: str | Non
             "file": path.name,
             "path": str(path.resolve()),
             "bytes": path.stat().st_size,
-            "sha256": _file_sha256(path),
+            "sha256": file_sha256(path),
             "architecture": arch,
         },
     }

@@ -352,38 +352,8 @@ def load_segmenter(
             std=None,
             source=str(path),
         )
-
     if head.startswith(b"PK\x03\x04"):
-        if not _is_torchscript(path):
-            raise CheckpointError(
-                f"{path} is a torch.save file (a pickle in a zip archive); semst never unpickles files, "
-                f"since a pickle can run code. Export the model with torch.jit.script/trace + "
-                f"torch.jit.save, or to ONNX, and load that file"
-            )
-        extra = {_EXTRA_FILE: ""}
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
-                module = torch.jit.load(str(path), map_location=torch_device, _extra_files=extra)
-        except Exception as exc:  # torch raises RuntimeError subclasses for damaged archives
-            raise CheckpointError(f"{path} is not a loadable TorchScript archive: {exc}") from exc
-        module.eval()
-        info = json.loads(extra[_EXTRA_FILE]) if extra[_EXTRA_FILE] else {}
-        if info and norm_mean is not None:
-            raise ValueError(
-                f"{path} is an exported semst segmenter, which normalises inside the network; load it with "
-                f"normalize='none' and no mean/std"
-            )
-        return Segmenter(
-            module,
-            num_classes=info.get("num_classes"),
-            class_names=info.get("class_names"),
-            device=torch_device,
-            mean=norm_mean,
-            std=norm_std,
-            source=str(path),
-        )
-
+        return _load_torchscript(path, torch_device, norm_mean, norm_std)
     if path.suffix.lower() == ".onnx":
         run, channels = _load_onnx(path, torch_device)
         return Segmenter(
@@ -395,7 +365,6 @@ def load_segmenter(
             std=norm_std,
             source=str(path),
         )
-
     if head[:1] == b"\x80":
         what = "a Python pickle (torch.save with the legacy format, .pkl)"
     elif not head:
@@ -405,4 +374,42 @@ def load_segmenter(
     raise CheckpointError(
         f"{path} is {what}; semst loads segmenters only from those three formats and never unpickles files, "
         f"since a pickle can run code"
+    )
+
+
+def _load_torchscript(
+    path: Path,
+    device: torch.device,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+) -> Segmenter:
+    """A TorchScript archive (never a `torch.save` zip); one that semst exported carries its classes."""
+    if not _is_torchscript(path):
+        raise CheckpointError(
+            f"{path} is a torch.save file (a pickle in a zip archive); semst never unpickles files, "
+            f"since a pickle can run code. Export the model with torch.jit.script/trace + "
+            f"torch.jit.save, or to ONNX, and load that file"
+        )
+    extra = {_EXTRA_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError subclasses for damaged archives
+        raise CheckpointError(f"{path} is not a loadable TorchScript archive: {exc}") from exc
+    module.eval()
+    info = json.loads(extra[_EXTRA_FILE]) if extra[_EXTRA_FILE] else {}
+    if info and mean is not None:
+        raise ValueError(
+            f"{path} is an exported semst segmenter, which normalises inside the network; load it with "
+            f"normalize='none' and no mean/std"
+        )
+    return Segmenter(
+        module,
+        num_classes=info.get("num_classes"),
+        class_names=info.get("class_names"),
+        device=device,
+        mean=mean,
+        std=std,
+        source=str(path),
     )

@@ -271,12 +271,7 @@ def train_segmenter(
             single-channel, has another size than its image, or holds values other than class ids and 255.
         ImageLoadError: A label map cannot be decoded (checked before training), or an image (when drawn).
     """
-    num_classes, steps, batch_size, crop = (
-        config.num_classes,
-        config.steps,
-        config.batch_size,
-        config.crop_size,
-    )
+    num_classes = config.num_classes
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
     if not train_pairs:
@@ -289,46 +284,56 @@ def train_segmenter(
         train_files + val_files, desc="check label maps", unit="map", disable=not progress, leave=False
     ):
         _load_label_map(label_path, num_classes)
-    warmup = min(100, max(1, steps // 20)) if config.warmup_steps is None else max(1, config.warmup_steps)
     torch_device = torch.device(device)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network = SegmentationUNet(num_classes, width=config.width, depth=config.depth, norm=config.norm)
     network.to(torch_device).train()
+    _optimize(network, train_files, config, torch_device, progress)
+    network.eval()
+
+    meta: dict[str, object] = {
+        "config": config.to_dict(),
+        "train_pairs": len(train_files),
+        "ignore_index": IGNORE_INDEX,
+    }
+    if val_files:
+        scores = _evaluate(network, val_files, num_classes, torch_device, progress)
+        meta["val"] = {"pairs": len(val_files), **scores}
+        log.info(
+            f"validation on {len(val_files)} images: pixel accuracy {scores['pixel_accuracy']:.4f}, "
+            f"mean IoU {scores['mean_iou']:.4f}"
+        )
+    path = save_segmenter(network, out, class_names=class_names, extra_meta=meta)
+    log.info(f"segmenter saved to {path}")
+    return path
+
+
+def _optimize(
+    network: SegmentationUNet,
+    train_files: Sequence[tuple[Path, Path]],
+    config: SegmenterTrainConfig,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Runs `config.steps` AdamW steps on `network` (cross-entropy, warm-up then poly decay), logging the mean
+    loss every `config.log_every` steps."""
+    steps, batch_size, crop = config.steps, config.batch_size, config.crop_size
+    warmup = min(100, max(1, steps // 20)) if config.warmup_steps is None else max(1, config.warmup_steps)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     parameters = sum(p.numel() for p in network.parameters())
     log.info(
         f"training a segmenter ({parameters / 1e6:.2f} M parameters, {network.architecture()}) on "
         f"{len(train_files)} images: {steps} steps, batch {batch_size}, crop {crop[0]}x{crop[1]} (HxW)"
     )
-
-    order: np.ndarray = np.empty(0, dtype=np.int64)
-    order_epoch = -1
+    order = _SampleOrder(len(train_files), config.seed)
     window_loss, window_steps, start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=steps, desc="train segmenter", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         for step in range(steps):
-            images, labels = [], []
-            for position in range(batch_size):
-                sample = step * batch_size + position
-                epoch = sample // len(train_files)
-                if epoch != order_epoch:
-                    order = np.random.default_rng([config.seed, epoch]).permutation(len(train_files))
-                    order_epoch = epoch
-                image_path, label_path = train_files[order[sample % len(train_files)]]
-                rng = np.random.default_rng([config.seed, step, position, 1])
-                image, label = _augment(
-                    load_rgb(image_path),
-                    _load_label_map(label_path, num_classes),
-                    crop,
-                    config.scale_range,
-                    rng,
-                )
-                images.append(image)
-                labels.append(label)
-            x, y = _to_batch(images, labels)
-            x, y = x.to(torch_device), y.to(torch_device)
+            x, y = _training_batch(train_files, order, step, config)
+            x, y = x.to(device), y.to(device)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, steps, warmup)
             bar.update(1)
@@ -355,20 +360,43 @@ def train_segmenter(
                 window_loss, window_steps, start = 0.0, 0, time.perf_counter()
     finally:
         bar.close()
-    network.eval()
 
-    meta: dict[str, object] = {
-        "config": config.to_dict(),
-        "train_pairs": len(train_files),
-        "ignore_index": IGNORE_INDEX,
-    }
-    if val_files:
-        scores = _evaluate(network, val_files, num_classes, torch_device, progress)
-        meta["val"] = {"pairs": len(val_files), **scores}
-        log.info(
-            f"validation on {len(val_files)} images: pixel accuracy {scores['pixel_accuracy']:.4f}, "
-            f"mean IoU {scores['mean_iou']:.4f}"
+
+class _SampleOrder:
+    """Which training file the n-th sample is: a permutation per epoch seeded by (seed, epoch); the current
+    epoch's permutation is kept."""
+
+    def __init__(self, count: int, seed: int):
+        self.count, self.seed = count, seed
+        self._epoch = -1
+        self._order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def __call__(self, sample: int) -> int:
+        epoch = sample // self.count
+        if epoch != self._epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(self.count)
+            self._epoch = epoch
+        return int(self._order[sample % self.count])
+
+
+def _training_batch(
+    train_files: Sequence[tuple[Path, Path]], order: _SampleOrder, step: int, config: SegmenterTrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmented crops of one step: (B, 3, h, w) float32 images in [0, 1] and (B, h, w) int64 labels.
+
+    Sample `step * batch_size + position` is augmented with the generator seeded by (seed, step, position).
+    """
+    images, labels = [], []
+    for position in range(config.batch_size):
+        image_path, label_path = train_files[order(step * config.batch_size + position)]
+        rng = np.random.default_rng([config.seed, step, position, 1])
+        image, label = _augment(
+            load_rgb(image_path),
+            _load_label_map(label_path, config.num_classes),
+            config.crop_size,
+            config.scale_range,
+            rng,
         )
-    path = save_segmenter(network, out, class_names=class_names, extra_meta=meta)
-    log.info(f"segmenter saved to {path}")
-    return path
+        images.append(image)
+        labels.append(label)
+    return _to_batch(images, labels)

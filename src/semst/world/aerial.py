@@ -38,14 +38,30 @@ class AerialLayout:
     cars: np.ndarray  # (H, W) bool: cars on the roads (photos show them, maps do not)
 
 
+class _AerialCanvas:
+    """The four layers of a top-down layout, drawn with PIL: area codes, heights, tones and cars."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.areas = Image.new("L", (size, size), GROUND)
+        self.heights = Image.new("F", (size, size), 0.0)
+        self.tones = Image.new("F", (size, size), 0.0)
+        self.cars = Image.new("1", (size, size), 0)
+        self.draw_areas, self.draw_heights = ImageDraw.Draw(self.areas), ImageDraw.Draw(self.heights)
+        self.draw_tones, self.draw_cars = ImageDraw.Draw(self.tones), ImageDraw.Draw(self.cars)
+
+    def layout(self) -> AerialLayout:
+        return AerialLayout(
+            areas=np.asarray(self.areas, np.uint8),
+            heights=np.asarray(self.heights, np.float32),
+            tones=np.asarray(self.tones, np.float32),
+            cars=np.asarray(self.cars, bool),
+        )
+
+
 def generate_aerial(rng: np.random.Generator, size: int = 256) -> AerialLayout:
     """One top-down layout of ``size`` x ``size`` pixels."""
-    areas = Image.new("L", (size, size), GROUND)
-    heights = Image.new("F", (size, size), 0.0)
-    tones = Image.new("F", (size, size), 0.0)
-    cars = Image.new("1", (size, size), 0)
-    draw_a, draw_h, draw_t = ImageDraw.Draw(areas), ImageDraw.Draw(heights), ImageDraw.Draw(tones)
-    draw_c = ImageDraw.Draw(cars)
+    canvas = _AerialCanvas(size)
 
     def lines(count: int) -> list[float]:
         positions = np.sort(rng.uniform(0.05, 0.95, size=count)) * size
@@ -58,31 +74,13 @@ def generate_aerial(rng: np.random.Generator, size: int = 256) -> AerialLayout:
     for y0, y1 in zip(edges_y[:-1], edges_y[1:]):
         for x0, x1 in zip(edges_x[:-1], edges_x[1:]):
             inset = 6
-            bx0, by0, bx1, by1 = x0 + inset, y0 + inset, x1 - inset, y1 - inset
-            if bx1 - bx0 < 8 or by1 - by0 < 8:
+            block = (x0 + inset, y0 + inset, x1 - inset, y1 - inset)
+            if block[2] - block[0] < 8 or block[3] - block[1] < 8:
                 continue
             if rng.random() < 0.25:
-                draw_a.rectangle([bx0, by0, bx1, by1], fill=PARK)
-                for _ in range(int(rng.integers(3, 12))):
-                    cx, cy = rng.uniform(bx0, bx1), rng.uniform(by0, by1)
-                    r = rng.uniform(3, 7)
-                    draw_a.ellipse([cx - r, cy - r, cx + r, cy + r], fill=TREE)
-                    draw_h.ellipse([cx - r, cy - r, cx + r, cy + r], fill=float(r))
-                continue
-            # Buildings: the block cut into lots.
-            y = by0
-            while y < by1 - 4:
-                depth = rng.uniform(10, 26)
-                x = bx0
-                while x < bx1 - 4:
-                    frontage = rng.uniform(10, 30)
-                    box = [x + 1, y + 1, min(x + frontage, bx1) - 1, min(y + depth, by1) - 1]
-                    if box[2] - box[0] > 3 and box[3] - box[1] > 3 and rng.random() < 0.9:
-                        draw_a.rectangle(box, fill=BUILDING)
-                        draw_h.rectangle(box, fill=float(rng.uniform(2, 9)))
-                        draw_t.rectangle(box, fill=float(rng.random()))
-                    x += frontage
-                y += depth
+                _park(canvas, rng, block)
+            else:
+                _buildings(canvas, rng, block)
     # Water: a river along one side, sometimes.
     if rng.random() < 0.4:
         points = []
@@ -91,14 +89,52 @@ def generate_aerial(rng: np.random.Generator, size: int = 256) -> AerialLayout:
             x += rng.normal(0, 12)
             points.append((x, y))
         width = rng.uniform(10, 24)
-        draw_a.line(points, fill=WATER, width=int(width), joint="curve")
+        canvas.draw_areas.line(points, fill=WATER, width=int(width), joint="curve")
     # Roads on top, then cars on them.
     for i, y in enumerate(rows):
-        width = 9 if i == major_row else 5
-        draw_a.line([(0, y), (size, y)], fill=MAJOR_ROAD if i == major_row else MINOR_ROAD, width=width)
+        road = (MAJOR_ROAD, 9) if i == major_row else (MINOR_ROAD, 5)
+        canvas.draw_areas.line([(0, y), (size, y)], fill=road[0], width=road[1])
     for i, x in enumerate(cols):
-        width = 9 if i == major_col else 5
-        draw_a.line([(x, 0), (x, size)], fill=MAJOR_ROAD if i == major_col else MINOR_ROAD, width=width)
+        road = (MAJOR_ROAD, 9) if i == major_col else (MINOR_ROAD, 5)
+        canvas.draw_areas.line([(x, 0), (x, size)], fill=road[0], width=road[1])
+    _cars(canvas, rng, rows, cols)
+    return canvas.layout()
+
+
+def _park(canvas: _AerialCanvas, rng: np.random.Generator, block: tuple[float, float, float, float]) -> None:
+    """A park with trees filling a block (x0, y0, x1, y1)."""
+    bx0, by0, bx1, by1 = block
+    canvas.draw_areas.rectangle([bx0, by0, bx1, by1], fill=PARK)
+    for _ in range(int(rng.integers(3, 12))):
+        cx, cy = rng.uniform(bx0, bx1), rng.uniform(by0, by1)
+        r = rng.uniform(3, 7)
+        canvas.draw_areas.ellipse([cx - r, cy - r, cx + r, cy + r], fill=TREE)
+        canvas.draw_heights.ellipse([cx - r, cy - r, cx + r, cy + r], fill=float(r))
+
+
+def _buildings(
+    canvas: _AerialCanvas, rng: np.random.Generator, block: tuple[float, float, float, float]
+) -> None:
+    """A block (x0, y0, x1, y1) cut into lots, most of them built on."""
+    bx0, by0, bx1, by1 = block
+    y = by0
+    while y < by1 - 4:
+        depth = rng.uniform(10, 26)
+        x = bx0
+        while x < bx1 - 4:
+            frontage = rng.uniform(10, 30)
+            box = [x + 1, y + 1, min(x + frontage, bx1) - 1, min(y + depth, by1) - 1]
+            if box[2] - box[0] > 3 and box[3] - box[1] > 3 and rng.random() < 0.9:
+                canvas.draw_areas.rectangle(box, fill=BUILDING)
+                canvas.draw_heights.rectangle(box, fill=float(rng.uniform(2, 9)))
+                canvas.draw_tones.rectangle(box, fill=float(rng.random()))
+            x += frontage
+        y += depth
+
+
+def _cars(canvas: _AerialCanvas, rng: np.random.Generator, rows: list[float], cols: list[float]) -> None:
+    """Cars on the roads, beside their centre lines."""
+    size = canvas.size
     for _ in range(int(rng.integers(2, 10))):
         if rng.random() < 0.5:
             y, x = rows[int(rng.integers(len(rows)))] + rng.choice([-1.5, 1.5]), rng.uniform(0, size)
@@ -106,14 +142,8 @@ def generate_aerial(rng: np.random.Generator, size: int = 256) -> AerialLayout:
         else:
             x, y = cols[int(rng.integers(len(cols)))] + rng.choice([-1.5, 1.5]), rng.uniform(0, size)
             box = [x - 1.2, y - 3, x + 1.2, y + 3]
-        draw_c.rectangle(box, fill=1)
-        draw_t.rectangle(box, fill=float(rng.random()))
-    return AerialLayout(
-        areas=np.asarray(areas, np.uint8),
-        heights=np.asarray(heights, np.float32),
-        tones=np.asarray(tones, np.float32),
-        cars=np.asarray(cars, bool),
-    )
+        canvas.draw_cars.rectangle(box, fill=1)
+        canvas.draw_tones.rectangle(box, fill=float(rng.random()))
 
 
 def render_map(layout: AerialLayout) -> np.ndarray:

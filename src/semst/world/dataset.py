@@ -31,7 +31,14 @@ from tqdm.auto import tqdm
 from semst.data.images import save_image
 from semst.files import atomic_path, write_json
 from semst.world.aerial import generate_aerial, render_aerial, render_map
-from semst.world.layout import DOMAIN_STATS, WORLD_CLASSES, class_histogram, generate_scene, scene_seed
+from semst.world.layout import (
+    DOMAIN_STATS,
+    WORLD_CLASSES,
+    Scene,
+    class_histogram,
+    generate_scene,
+    scene_seed,
+)
 from semst.world.render import RENDERERS, render_parsing
 
 log = logging.getLogger("semst.world")
@@ -98,60 +105,88 @@ def write_world(
     # Write the manifest's settings first, so an interrupted run is recognised and completed next time.
     write_json(out / MANIFEST, {"format": FORMAT, "settings": settings})
 
-    jobs = [
-        (domain, split, i)
-        for split, count in (("train", train), ("test", test))
-        for domain in ("source", "target")
-        for i in range(count)
-    ]
-    pixels = {domain: np.zeros(19, np.int64) for domain in ("source", "target")}
-    street = out / "street"
-    for domain, split, index in tqdm(jobs, desc="street scenes", unit="img", disable=not progress):
-        letter = "A" if domain == "source" else "B"
-        name = f"{split}_{index:05d}.png"
-        image_path = street / f"{split}{letter}" / name
-        label_path = street / f"{split}{letter}_labels" / name
-        parsing_path = street / "parsing" / split / name
-        rng = scene_seed(seed, domain, split, index)
-        scene = generate_scene(rng, DOMAIN_STATS[domain], width, height)
-        if split == "train":
-            pixels[domain] += class_histogram(scene.labels)
-        wanted = [image_path, label_path] + ([parsing_path] if domain == "target" else [])
-        if all(p.is_file() for p in wanted):
-            continue
-        save_image(Image.fromarray(RENDERERS[domain](scene, rng)), image_path)
-        save_image(Image.fromarray(scene.labels, mode="L"), label_path)
-        if domain == "target":
-            save_image(Image.fromarray(render_parsing(scene)), parsing_path)
-
-    counts = {
-        "street": {
-            f"{split}{letter}": n for split, n in (("train", train), ("test", test)) for letter in "AB"
-        }
-    }
+    splits = (("train", train), ("test", test))
+    pixels = _write_street(out / "street", seed, splits, (width, height), progress)
+    counts = {"street": _file_counts(splits)}
     if aerial_size is not None:
-        aerial = out / "aerial"
-        pairs = [(split, i) for split, count in (("train", train), ("test", test)) for i in range(count)]
-        for split, index in tqdm(pairs, desc="aerial pairs", unit="pair", disable=not progress):
-            name = f"{split}_{index:05d}.png"
-            photo_path, map_path = aerial / f"{split}A" / name, aerial / f"{split}B" / name
-            if photo_path.is_file() and map_path.is_file():
-                continue
-            rng = scene_seed(seed, "aerial", split, index)
-            layout = generate_aerial(rng, aerial_size)
-            save_image(Image.fromarray(render_aerial(layout, rng)), photo_path)
-            save_image(Image.fromarray(render_map(layout)), map_path)
-        counts["aerial"] = {
-            f"{split}{letter}": n for split, n in (("train", train), ("test", test)) for letter in "AB"
-        }
-
+        _write_aerial(out / "aerial", seed, splits, aerial_size, progress)
+        counts["aerial"] = _file_counts(splits)
     fractions = {
         domain: {
             WORLD_CLASSES[c]: float(pixels[domain][c] / max(1, pixels[domain].sum())) for c in WORLD_CLASSES
         }
         for domain in pixels
     }
-    manifest = {
+    manifest = _manifest(settings, counts, fractions)
+    write_json(out / MANIFEST, manifest)
+    try:
+        plot_class_histograms(fractions, out / "class_histograms.png")
+    except RuntimeError as exc:  # matplotlib is optional
+        log.warning("%s", exc)
+    return manifest
+
+
+def _write_street(
+    street: Path, seed: int, splits: tuple[tuple[str, int], ...], size: tuple[int, int], progress: bool
+) -> dict[str, np.ndarray]:
+    """Writes the street scenes of both domains (files that exist are kept); returns the pixel count per
+    trainId of each domain's training scenes."""
+    jobs = [
+        (domain, split, i) for split, count in splits for domain in ("source", "target") for i in range(count)
+    ]
+    pixels = {domain: np.zeros(19, np.int64) for domain in ("source", "target")}
+    for domain, split, index in tqdm(jobs, desc="street scenes", unit="img", disable=not progress):
+        rng = scene_seed(seed, domain, split, index)
+        scene = generate_scene(rng, DOMAIN_STATS[domain], *size)
+        if split == "train":
+            pixels[domain] += class_histogram(scene.labels)
+        _write_scene(street, f"{split}_{index:05d}.png", domain, split, scene, rng)
+    return pixels
+
+
+def _write_scene(
+    street: Path, name: str, domain: str, split: str, scene: Scene, rng: np.random.Generator
+) -> None:
+    """Writes one scene's rendering, label map and (target domain) parsing rendering, unless all exist.
+
+    `rng` is the scene's generator after its layout was drawn; the rendering draws from it next.
+    """
+    letter = "A" if domain == "source" else "B"
+    image_path = street / f"{split}{letter}" / name
+    label_path = street / f"{split}{letter}_labels" / name
+    parsing_path = street / "parsing" / split / name
+    wanted = [image_path, label_path] + ([parsing_path] if domain == "target" else [])
+    if all(p.is_file() for p in wanted):
+        return
+    save_image(Image.fromarray(RENDERERS[domain](scene, rng)), image_path)
+    save_image(Image.fromarray(scene.labels, mode="L"), label_path)
+    if domain == "target":
+        save_image(Image.fromarray(render_parsing(scene)), parsing_path)
+
+
+def _write_aerial(
+    aerial: Path, seed: int, splits: tuple[tuple[str, int], ...], aerial_size: int, progress: bool
+) -> None:
+    """Writes the aerial photo (`<split>A`) and map (`<split>B`) pairs; pairs that exist are kept."""
+    pairs = [(split, i) for split, count in splits for i in range(count)]
+    for split, index in tqdm(pairs, desc="aerial pairs", unit="pair", disable=not progress):
+        name = f"{split}_{index:05d}.png"
+        photo_path, map_path = aerial / f"{split}A" / name, aerial / f"{split}B" / name
+        if photo_path.is_file() and map_path.is_file():
+            continue
+        rng = scene_seed(seed, "aerial", split, index)
+        layout = generate_aerial(rng, aerial_size)
+        save_image(Image.fromarray(render_aerial(layout, rng)), photo_path)
+        save_image(Image.fromarray(render_map(layout)), map_path)
+
+
+def _file_counts(splits: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """Files per folder, e.g. {"trainA": 200, "trainB": 200, "testA": 50, "testB": 50}."""
+    return {f"{split}{letter}": n for split, n in splits for letter in "AB"}
+
+
+def _manifest(settings: dict, counts: dict, fractions: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "settings": settings,
@@ -168,12 +203,6 @@ def write_world(
             "score translations of aerial/testA against aerial/testB",
         },
     }
-    write_json(out / MANIFEST, manifest)
-    try:
-        plot_class_histograms(fractions, out / "class_histograms.png")
-    except RuntimeError as exc:  # matplotlib is optional
-        log.warning("%s", exc)
-    return manifest
 
 
 def plot_class_histograms(fractions: dict[str, dict[str, float]], path: str | Path) -> Path:

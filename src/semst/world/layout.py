@@ -145,67 +145,117 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 
 
+@dataclass(frozen=True)
+class _Street:
+    """The perspective and the ground plan of one scene: rows, and x positions at the bottom edge."""
+
+    width: int
+    height: int
+    horizon: int  # image row of the horizon
+    vanishing_x: float
+    unit: float  # pixels per unit at the bottom edge
+    road: tuple[float, float]  # left and right road edges
+    sidewalks: tuple[float, float]  # outer edges of the left and right sidewalks
+    facades: tuple[float, float]  # where the left and right facades stand
+
+    def scale(self, y: float) -> float:
+        """Size of one unit at image row y (0 at the horizon, ``unit`` at the bottom)."""
+        return max(0.0, (y - self.horizon) / max(1, self.height - self.horizon)) * self.unit
+
+    def toward(self, x_bottom: float, t: float) -> tuple[float, float]:
+        """The point a fraction t of the way from (x_bottom, bottom) to the vanishing point."""
+        return x_bottom + (self.vanishing_x - x_bottom) * t, self.height + (self.horizon - self.height) * t
+
+
 def generate_scene(rng: np.random.Generator, stats: SceneStats, width: int = 512, height: int = 256) -> Scene:
     """Draw one street scene of ``width`` x ``height`` pixels with the statistics of one domain."""
     if width < 16 or height < 8:
         raise ValueError(f"scenes need at least 16x8 pixels, got {width}x{height}")
     canvas = _Canvas(width, height)
+    street = _plan_street(rng, stats, width, height)
+    _draw_ground(canvas, street)
+    for base_x in street.facades:
+        _draw_facades(canvas, rng, street, base_x, stats)
+    _draw_objects(canvas, rng, street, stats)
+    return Scene(
+        labels=np.asarray(canvas.labels, dtype=np.uint8),
+        instances=np.asarray(canvas.instances, dtype=np.int32),
+        details=np.asarray(canvas.details, dtype=np.uint8),
+        horizon=street.horizon,
+        vanishing_x=float(street.vanishing_x),
+        attributes=canvas.attributes,
+    )
+
+
+def _plan_street(rng: np.random.Generator, stats: SceneStats, width: int, height: int) -> _Street:
+    """Draws the horizon, the vanishing point and the widths of the road, sidewalks and verges."""
     horizon = int(round(_uniform(rng, stats.horizon) * height))
     vx = width * (0.5 + rng.uniform(-0.12, 0.12))
-    unit = stats.unit * height  # pixels per unit at the bottom edge
-
-    def scale(y: float) -> float:
-        """Size of one unit at image row y (0 at the horizon, ``unit`` at the bottom)."""
-        return max(0.0, (y - horizon) / max(1, height - horizon)) * unit
-
     road_half = _uniform(rng, stats.road_width) * width / 2
     walk = [_uniform(rng, stats.sidewalk_width) * width for _ in range(2)]
-    # Bottom x of the road edges and of the sidewalks' outer edges, left and right.
     road_l, road_r = vx - road_half, vx + road_half
     outer_l, outer_r = road_l - walk[0], road_r + walk[1]
     verge = [rng.random() < stats.verge_prob for _ in range(2)]
     facade_l = outer_l - (0.25 * width if verge[0] else 0.0)
     facade_r = outer_r + (0.25 * width if verge[1] else 0.0)
+    return _Street(
+        width=width,
+        height=height,
+        horizon=horizon,
+        vanishing_x=vx,
+        unit=stats.unit * height,
+        road=(road_l, road_r),
+        sidewalks=(outer_l, outer_r),
+        facades=(facade_l, facade_r),
+    )
 
-    def toward(x_bottom: float, t: float) -> tuple[float, float]:
-        """The point a fraction t of the way from (x_bottom, bottom) to the vanishing point."""
-        return x_bottom + (vx - x_bottom) * t, height + (horizon - height) * t
 
-    # Ground: terrain everywhere below the horizon, then sidewalks and the road on top.
+def _draw_ground(canvas: _Canvas, street: _Street) -> None:
+    """Terrain everywhere below the horizon, then sidewalks and the road on top, and a dashed centre line."""
+    width, height, horizon, vx = street.width, street.height, street.horizon, street.vanishing_x
+    (road_l, road_r), (outer_l, outer_r) = street.road, street.sidewalks
     canvas.rectangle((0, horizon, width, height), TERRAIN)
     for inner, outer in ((road_l, outer_l), (road_r, outer_r)):
         canvas.polygon([(inner, height), (outer, height), (vx, horizon), (vx, horizon)], SIDEWALK)
     canvas.polygon([(road_l, height), (road_r, height), (vx + 1, horizon), (vx - 1, horizon)], ROAD)
-    # Dashed centre line.
     t = 0.0
     while t < 0.97:
         t1 = min(0.98, t + 0.06 * (1 - t) + 0.01)
-        (xa, ya), (xb, yb) = toward(vx, t), toward(vx, t1)
-        half_a, half_b = 0.08 * scale(ya), 0.08 * scale(yb)
+        (xa, ya), (xb, yb) = street.toward(vx, t), street.toward(vx, t1)
+        half_a, half_b = 0.08 * street.scale(ya), 0.08 * street.scale(yb)
         canvas.detail_polygon(
             [(xa - half_a, ya), (xa + half_a, ya), (xb + half_b, yb), (xb - half_b, yb)], LANE_MARKING
         )
         t = t1 + 0.05 * (1 - t1) + 0.01
 
-    # Facades along both sides, far to near so that nearer buildings overlap farther ones.
-    for base_x in (facade_l, facade_r):
-        slots = []
-        t = 0.0
-        while t < 0.96:
-            length = rng.uniform(0.12, 0.3) * (1 - t) + 0.02
-            slots.append((t, min(0.985, t + length)))
-            t += length
-        for t0, t1 in reversed(slots):
-            if rng.random() >= stats.building_prob:
-                continue
-            height_units = _uniform(rng, stats.building_height)
-            (xa, ya), (xb, yb) = toward(base_x, t0), toward(base_x, t1)
-            top_a, top_b = ya - height_units * scale(ya), yb - height_units * scale(yb)
-            instance = canvas.new_instance("building", rng)
-            canvas.polygon([(xa, ya), (xa, top_a), (xb, top_b), (xb, yb)], BUILDING, instance)
-            _windows(canvas, rng, (xa, ya, top_a), (xb, yb, top_b), height_units)
 
-    objects = []  # (base row, draw function) drawn far to near
+def _draw_facades(
+    canvas: _Canvas, rng: np.random.Generator, street: _Street, base_x: float, stats: SceneStats
+) -> None:
+    """Buildings along one side, far to near so that nearer buildings overlap farther ones."""
+    slots = []
+    t = 0.0
+    while t < 0.96:
+        length = rng.uniform(0.12, 0.3) * (1 - t) + 0.02
+        slots.append((t, min(0.985, t + length)))
+        t += length
+    for t0, t1 in reversed(slots):
+        if rng.random() >= stats.building_prob:
+            continue
+        height_units = _uniform(rng, stats.building_height)
+        (xa, ya), (xb, yb) = street.toward(base_x, t0), street.toward(base_x, t1)
+        top_a, top_b = ya - height_units * street.scale(ya), yb - height_units * street.scale(yb)
+        instance = canvas.new_instance("building", rng)
+        canvas.polygon([(xa, ya), (xa, top_a), (xb, top_b), (xb, yb)], BUILDING, instance)
+        _windows(canvas, rng, (xa, ya, top_a), (xb, yb, top_b), height_units)
+
+
+def _draw_objects(canvas: _Canvas, rng: np.random.Generator, street: _Street, stats: SceneStats) -> None:
+    """Places trees, poles, cars and people, then draws them far to near."""
+    width, scale, toward = street.width, street.scale, street.toward
+    (road_l, road_r), (outer_l, outer_r) = street.road, street.sidewalks
+    facade_l, facade_r = street.facades
+    objects = []  # (base row, draw function, its arguments)
     for _ in range(int(rng.integers(stats.trees[0], stats.trees[1] + 1))):
         side_x = facade_l if rng.random() < 0.5 else facade_r
         x, y = toward(side_x + rng.uniform(-0.05, 0.05) * width, rng.uniform(0.0, 0.9))
@@ -225,15 +275,6 @@ def generate_scene(rng: np.random.Generator, stats: SceneStats, width: int = 512
         objects.append((y, _person, (x, y, scale(y))))
     for _, draw, args in sorted(objects, key=lambda item: item[0]):
         draw(canvas, rng, *args)
-
-    return Scene(
-        labels=np.asarray(canvas.labels, dtype=np.uint8),
-        instances=np.asarray(canvas.instances, dtype=np.int32),
-        details=np.asarray(canvas.details, dtype=np.uint8),
-        horizon=horizon,
-        vanishing_x=float(vx),
-        attributes=canvas.attributes,
-    )
 
 
 def _windows(canvas: _Canvas, rng, near, far, height_units: float) -> None:

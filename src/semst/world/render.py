@@ -81,49 +81,56 @@ def _rows(scene: Scene) -> np.ndarray:
     return np.arange(scene.labels.shape[0], dtype=np.float32)[:, None]
 
 
+# The game-like source domain: saturated colours per kind of object (picked per instance by its tone), flat
+# colours per class of stuff.
+_SOURCE_PALETTES = {
+    "building": np.array(
+        [
+            [228, 120, 92],
+            [240, 204, 104],
+            [118, 178, 226],
+            [206, 112, 176],
+            [150, 214, 132],
+            [244, 160, 64],
+        ],
+        np.float32,
+    ),
+    "car": np.array(
+        [[220, 30, 40], [30, 80, 220], [250, 210, 30], [240, 240, 240], [30, 180, 90]], np.float32
+    ),
+    "person": np.array([[250, 120, 20], [40, 160, 250], [240, 50, 140], [120, 230, 60]], np.float32),
+    "tree": np.array([[60, 190, 50], [90, 200, 40], [40, 170, 70]], np.float32),
+    "pole": np.array([[150, 150, 165]], np.float32),
+    "sign": np.array([[230, 30, 30], [30, 90, 230], [250, 220, 20]], np.float32),
+}
+_SOURCE_STUFF = {
+    ROAD: np.array([88, 88, 100], np.float32),
+    SIDEWALK: np.array([196, 184, 172], np.float32),
+    TERRAIN: np.array([112, 206, 72], np.float32),
+    SKY: np.array([0, 0, 0], np.float32),  # replaced by a gradient
+}
+_SOURCE_DETAILS = {
+    WINDOW: np.array([44, 62, 120], np.float32),
+    CAR_WINDOW: np.array([30, 40, 64], np.float32),
+    WHEEL: np.array([22, 22, 24], np.float32),
+    LANE_MARKING: np.array([250, 250, 245], np.float32),
+    TRUNK: np.array([124, 82, 40], np.float32),
+    HEAD: np.array([240, 200, 170], np.float32),
+}
+
+
 def render_source(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """The game-like rendering, (H, W, 3) uint8."""
     height, width = scene.labels.shape
-    palettes = {
-        "building": np.array(
-            [
-                [228, 120, 92],
-                [240, 204, 104],
-                [118, 178, 226],
-                [206, 112, 176],
-                [150, 214, 132],
-                [244, 160, 64],
-            ],
-            np.float32,
-        ),
-        "car": np.array(
-            [[220, 30, 40], [30, 80, 220], [250, 210, 30], [240, 240, 240], [30, 180, 90]], np.float32
-        ),
-        "person": np.array([[250, 120, 20], [40, 160, 250], [240, 50, 140], [120, 230, 60]], np.float32),
-        "tree": np.array([[60, 190, 50], [90, 200, 40], [40, 170, 70]], np.float32),
-        "pole": np.array([[150, 150, 165]], np.float32),
-        "sign": np.array([[230, 30, 30], [30, 90, 230], [250, 220, 20]], np.float32),
-    }
-    stuff = {
-        ROAD: np.array([88, 88, 100], np.float32),
-        SIDEWALK: np.array([196, 184, 172], np.float32),
-        TERRAIN: np.array([112, 206, 72], np.float32),
-        SKY: np.array([0, 0, 0], np.float32),  # replaced by the gradient below
-    }
-    image = _compose(scene, stuff, _instance_colors(scene, palettes, rng))
+    image = _compose(scene, _SOURCE_STUFF, _instance_colors(scene, _SOURCE_PALETTES, rng))
     rows = _rows(scene)
     sky_top, sky_low = np.array([70, 150, 255], np.float32), np.array([196, 228, 255], np.float32)
     mix = np.clip(rows / max(1, scene.horizon), 0, 1)[..., None]  # (H, 1, 1)
     sky = np.broadcast_to(sky_top + (sky_low - sky_top) * mix, image.shape)
     is_sky = scene.labels == SKY
     image[is_sky] = sky[is_sky]
-    details = scene.details
-    image[details == WINDOW] = np.array([44, 62, 120], np.float32)
-    image[details == CAR_WINDOW] = np.array([30, 40, 64], np.float32)
-    image[details == WHEEL] = np.array([22, 22, 24], np.float32)
-    image[details == LANE_MARKING] = np.array([250, 250, 245], np.float32)
-    image[details == TRUNK] = np.array([124, 82, 40], np.float32)
-    image[details == HEAD] = np.array([240, 200, 170], np.float32)
+    for detail, color in _SOURCE_DETAILS.items():
+        image[scene.details == detail] = color
     # Flat "cel" shading: the two facade sides and the ground differ by a constant, plus light haze.
     left = np.arange(width, dtype=np.float32)[None, :] < scene.vanishing_x
     shade = np.where(left, 1.08, 0.9)[..., None]
@@ -170,68 +177,81 @@ def _smooth_noise(shape: tuple[int, int], cell: int, rng: np.random.Generator) -
     return up / 127.5 - 1
 
 
+# The photo-like target domain: muted colours, and real texture photographs per class.
+_TARGET_PALETTES = {
+    "building": np.array(
+        [
+            [150, 142, 134],
+            [128, 110, 98],
+            [170, 160, 140],
+            [110, 104, 102],
+            [140, 96, 80],
+            [186, 178, 166],
+        ],
+        np.float32,
+    ),
+    "car": np.array([[40, 42, 46], [150, 152, 156], [200, 200, 204], [40, 52, 86], [96, 30, 30]], np.float32),
+    "person": np.array([[40, 40, 48], [70, 60, 52], [96, 96, 110], [60, 70, 90]], np.float32),
+    "tree": np.array([[54, 78, 34], [66, 86, 40], [46, 70, 40]], np.float32),
+    "pole": np.array([[92, 94, 96]], np.float32),
+    "sign": np.array([[170, 40, 40], [40, 70, 150], [200, 170, 40]], np.float32),
+}
+_TARGET_STUFF = {
+    ROAD: np.array([96, 94, 98], np.float32),
+    SIDEWALK: np.array([140, 134, 130], np.float32),
+    TERRAIN: np.array([118, 122, 70], np.float32),
+    SKY: np.array([188, 198, 210], np.float32),
+}
+# Class -> (texture photo, zoom, strength of its relative brightness modulation); sampled in this order.
+_TARGET_TEXTURES = {
+    ROAD: ("gravel", 0.7, 0.12),
+    SIDEWALK: ("gravel", 1.4, 0.14),
+    TERRAIN: ("grass", 0.8, 0.3),
+    BUILDING: ("brick", 0.5, 0.22),
+    VEGETATION: ("grass", 0.6, 0.45),
+    CAR: ("gravel", 2.0, 0.05),
+    PERSON: ("gravel", 1.0, 0.1),
+}
+
+
 def render_target(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """The photo-like rendering, (H, W, 3) uint8."""
-    height, width = scene.labels.shape
-    shape = (height, width)
+    base = _compose(scene, _TARGET_STUFF, _instance_colors(scene, _TARGET_PALETTES, rng))
+    texture = _texture_modulation(scene.labels, rng)
+    image = base * (1 + texture[..., None])
+    _paint_target_details(image, scene, texture)
+    # Cloudy sky.
+    is_sky = scene.labels == SKY
+    clouds = _smooth_noise(scene.labels.shape, 40, rng)
+    image[is_sky] = (
+        image[is_sky] * (1 + 0.08 * clouds[is_sky][:, None]) + 18 * np.clip(clouds[is_sky], 0, 1)[:, None]
+    )
+    image = _light(image, rng)
+    # Lens blur and sensor noise.
+    blurred = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(radius=float(rng.uniform(0.6, 1.0)))
+    )
+    image = np.asarray(blurred, np.float32) + rng.normal(0, 3.5, size=image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _texture_modulation(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) relative brightness modulation: each class's texture photo, scaled by its strength."""
     textures = _textures()
-    palettes = {
-        "building": np.array(
-            [
-                [150, 142, 134],
-                [128, 110, 98],
-                [170, 160, 140],
-                [110, 104, 102],
-                [140, 96, 80],
-                [186, 178, 166],
-            ],
-            np.float32,
-        ),
-        "car": np.array(
-            [[40, 42, 46], [150, 152, 156], [200, 200, 204], [40, 52, 86], [96, 30, 30]], np.float32
-        ),
-        "person": np.array([[40, 40, 48], [70, 60, 52], [96, 96, 110], [60, 70, 90]], np.float32),
-        "tree": np.array([[54, 78, 34], [66, 86, 40], [46, 70, 40]], np.float32),
-        "pole": np.array([[92, 94, 96]], np.float32),
-        "sign": np.array([[170, 40, 40], [40, 70, 150], [200, 170, 40]], np.float32),
-    }
-    stuff = {
-        ROAD: np.array([96, 94, 98], np.float32),
-        SIDEWALK: np.array([140, 134, 130], np.float32),
-        TERRAIN: np.array([118, 122, 70], np.float32),
-        SKY: np.array([188, 198, 210], np.float32),
-    }
-    base = _compose(scene, stuff, _instance_colors(scene, palettes, rng))
-    labels, details = scene.labels, scene.details
-    texture = np.zeros(shape, np.float32)  # relative brightness modulation per pixel
-    amount = {
-        ROAD: 0.12,
-        SIDEWALK: 0.14,
-        TERRAIN: 0.3,
-        BUILDING: 0.22,
-        VEGETATION: 0.45,
-        CAR: 0.05,
-        PERSON: 0.1,
-    }
-    sources = {
-        ROAD: ("gravel", 0.7),
-        SIDEWALK: ("gravel", 1.4),
-        TERRAIN: ("grass", 0.8),
-        BUILDING: ("brick", 0.5),
-        VEGETATION: ("grass", 0.6),
-        CAR: ("gravel", 2.0),
-        PERSON: ("gravel", 1.0),
-    }
-    for label, (name, zoom) in sources.items():
+    texture = np.zeros(labels.shape, np.float32)
+    for label, (name, zoom, amount) in _TARGET_TEXTURES.items():
         mask = labels == label
         if mask.any():
-            texture[mask] = amount[label] * _sample(textures[name], shape, zoom, rng)[mask]
-    image = base * (1 + texture[..., None])
-    # Windows reflect the sky (lighter at the top), car windows are dark glass, wheels black, trunks brown.
-    rows = _rows(scene)
-    reflection = 60 + 50 * np.clip(1 - rows / max(1, scene.horizon), 0, 1)
+            texture[mask] = amount * _sample(textures[name], labels.shape, zoom, rng)[mask]
+    return texture
+
+
+def _paint_target_details(image: np.ndarray, scene: Scene, texture: np.ndarray) -> None:
+    """Windows reflect the sky (lighter at the top), car windows are dark glass, wheels black, trunks brown."""
+    details = scene.details
+    reflection = 60 + 50 * np.clip(1 - _rows(scene) / max(1, scene.horizon), 0, 1)
     window = details == WINDOW
-    image[window] = np.broadcast_to(reflection, shape)[window][:, None] * np.array(
+    image[window] = np.broadcast_to(reflection, details.shape)[window][:, None] * np.array(
         [0.8, 0.9, 1.0], np.float32
     )
     image[details == CAR_WINDOW] = np.array([28, 32, 38], np.float32)
@@ -241,25 +261,17 @@ def render_target(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     )
     image[details == TRUNK] = np.array([70, 56, 44], np.float32)
     image[details == HEAD] = np.array([190, 150, 130], np.float32)
-    # Cloudy sky.
-    is_sky = labels == SKY
-    clouds = _smooth_noise(shape, 40, rng)
-    image[is_sky] = (
-        image[is_sky] * (1 + 0.08 * clouds[is_sky][:, None]) + 18 * np.clip(clouds[is_sky], 0, 1)[:, None]
-    )
-    # Sunlight from one side, a colour cast, vignetting.
+
+
+def _light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sunlight from one side, a colour cast, vignetting."""
+    height, width = image.shape[:2]
     columns = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
-    sun = 1 + rng.uniform(-0.15, 0.15) * columns + 0.08 * _smooth_noise(shape, 64, rng)
+    sun = 1 + rng.uniform(-0.15, 0.15) * columns + 0.08 * _smooth_noise((height, width), 64, rng)
     cast = 1 + rng.normal(0, 0.05, size=3).astype(np.float32)
     yy = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
     vignette = 1 - 0.18 * (columns**2 + yy**2) / 2
-    image = image * (sun * vignette)[..., None] * cast
-    # Lens blur and sensor noise.
-    blurred = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(
-        ImageFilter.GaussianBlur(radius=float(rng.uniform(0.6, 1.0)))
-    )
-    image = np.asarray(blurred, np.float32) + rng.normal(0, 3.5, size=image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return image * (sun * vignette)[..., None] * cast
 
 
 def render_parsing(scene: Scene) -> np.ndarray:
