@@ -53,10 +53,6 @@ class FeatureExtractor(Protocol):
         ...
 
 
-# The old name of semst.files.file_sha256, still imported by semst.study.realism.
-file_digest = file_sha256
-
-
 class SegmenterEncoderExtractor:
     """The encoder of a semst segmenter (:class:`SegmentationUNet`) as a crop feature extractor.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semst.evaluation.features import file_digest
+from semst.files import file_sha256
 from semst.study.summary import Metric
 
 __all__ = ["RealismScorer"]
@@ -129,4 +129,4 @@ class RealismScorer:
 
     def same_as(self, other: RealismScorer) -> bool:
         """Whether two scorers use the same classifier file (so their scores can be compared)."""
-        return file_digest(self.classifier_path) == file_digest(other.classifier_path)
+        return file_sha256(self.classifier_path) == file_sha256(other.classifier_path)
