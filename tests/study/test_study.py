@@ -223,7 +223,11 @@ def test_the_command_line(world, prepared, tmp_path, capsys):
     assert (directory / "report.html").is_file()
     assert main(["study", "table", str(directory), "--variants", "SemST,SemST-TS0"]) == 0
     table = capsys.readouterr().out
-    assert "| SemST | 1 |" in table and "| *untranslated source* |" in table and "| minus CUT, per seed |" in table
+    assert (
+        "| SemST | 1 |" in table
+        and "| *untranslated source* |" in table
+        and "| minus CUT, per seed |" in table
+    )
     assert main(["study", "table", str(directory), "--variants", "Pix2Pix"]) == 1
     assert "not in this study: Pix2Pix" in capsys.readouterr().err
     assert main(["study", "variants"]) == 0

@@ -94,3 +94,29 @@ def test_cli(tmp_path, capsys):
     assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
     labels = np.asarray(Image.open(out / "street" / "trainA_labels" / "train_00000.png"))
     assert labels.max() <= 13
+
+
+def test_green_scenes_have_other_class_statistics(tmp_path):
+    """The second world: trees and houses in the source, open roads and sky in the target (the opposite
+    pressure of the city world), recorded in the manifest's settings."""
+    manifest = write_world(
+        tmp_path / "green",
+        seed=3,
+        train=6,
+        test=1,
+        size=(128, 64),
+        aerial_size=None,
+        scenes="green",
+        progress=False,
+    )
+    assert manifest["settings"]["scenes"] == "green"
+    fractions = manifest["train_class_pixel_fractions"]
+    assert fractions["source"]["vegetation"] > 2 * fractions["target"]["vegetation"]
+    assert fractions["target"]["sky"] > fractions["source"]["sky"] + 0.1
+    city = write_world(
+        tmp_path / "city", seed=3, train=6, test=1, size=(128, 64), aerial_size=None, progress=False
+    )
+    assert "scenes" not in city["settings"]  # city worlds keep their settings (and manifests) as before
+    assert city["train_class_pixel_fractions"]["target"]["building"] > 0.2
+    with pytest.raises(ValueError, match="unknown scenes 'forest'"):
+        write_world(tmp_path / "x", scenes="forest", progress=False)

@@ -38,6 +38,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=_size, default=(512, 256), metavar="WxH", help="street scene size")
     p.add_argument("--aerial-size", type=int, default=256, metavar="PX", help="side of the aerial pairs")
     p.add_argument("--no-aerial", action="store_true", help="skip the aerial photo/map pairs")
+    p.add_argument(
+        "--scenes",
+        choices=("city", "green"),
+        default="city",
+        help="class statistics: city (much sky and road against dense buildings) or green (trees and houses "
+        "against open roads and sky)",
+    )
     add_progress(p)
     add_verbosity(p)
 
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         size=args.size,
         aerial_size=None if args.no_aerial else args.aerial_size,
+        scenes=args.scenes,
         progress=not args.no_progress,
     )
     fractions = manifest["train_class_pixel_fractions"]

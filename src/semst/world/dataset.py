@@ -32,9 +32,10 @@ from semst.data.images import save_image
 from semst.files import atomic_path, write_json
 from semst.world.aerial import generate_aerial, render_aerial, render_map
 from semst.world.layout import (
-    DOMAIN_STATS,
+    SCENES,
     WORLD_CLASSES,
     Scene,
+    SceneStats,
     class_histogram,
     generate_scene,
     scene_seed,
@@ -48,8 +49,13 @@ FORMAT = "semst-world"
 FORMAT_VERSION = 1
 
 
-def _settings(seed: int, train: int, test: int, size: tuple[int, int], aerial_size: int | None) -> dict:
-    return {"seed": seed, "train": train, "test": test, "size": list(size), "aerial_size": aerial_size}
+def _settings(
+    seed: int, train: int, test: int, size: tuple[int, int], aerial_size: int | None, scenes: str
+) -> dict:
+    settings = {"seed": seed, "train": train, "test": test, "size": list(size), "aerial_size": aerial_size}
+    if scenes != "city":  # worlds written before there was a choice are city worlds
+        settings["scenes"] = scenes
+    return settings
 
 
 def _check_existing(out: Path, settings: dict) -> None:
@@ -82,6 +88,7 @@ def write_world(
     test: int = 50,
     size: tuple[int, int] = (512, 256),
     aerial_size: int | None = 256,
+    scenes: str = "city",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate and write the world (see the module docstring); returns the manifest.
@@ -92,6 +99,8 @@ def write_world(
         train, test: scenes per domain and split (the aerial set has as many pairs).
         size: street scene size (width, height); 2:1 like Cityscapes by default.
         aerial_size: side of the square aerial pairs; None skips the aerial set.
+        scenes: the scene statistics of both domains, a name of `semst.world.layout.SCENES` (``city``: much sky
+            and road against dense buildings; ``green``: trees and houses against open roads and sky).
     """
     out = Path(out)
     width, height = size
@@ -99,14 +108,16 @@ def write_world(
         raise ValueError(
             f"need at least one training scene and no negative counts (train={train}, test={test})"
         )
-    settings = _settings(seed, train, test, (width, height), aerial_size)
+    if scenes not in SCENES:
+        raise ValueError(f"unknown scenes {scenes!r}; choose one of {', '.join(SCENES)}")
+    settings = _settings(seed, train, test, (width, height), aerial_size, scenes)
     _check_existing(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     # Write the manifest's settings first, so an interrupted run is recognised and completed next time.
     write_json(out / MANIFEST, {"format": FORMAT, "settings": settings})
 
     splits = (("train", train), ("test", test))
-    pixels = _write_street(out / "street", seed, splits, (width, height), progress)
+    pixels = _write_street(out / "street", seed, splits, (width, height), SCENES[scenes], progress)
     counts = {"street": _file_counts(splits)}
     if aerial_size is not None:
         _write_aerial(out / "aerial", seed, splits, aerial_size, progress)
@@ -127,7 +138,12 @@ def write_world(
 
 
 def _write_street(
-    street: Path, seed: int, splits: tuple[tuple[str, int], ...], size: tuple[int, int], progress: bool
+    street: Path,
+    seed: int,
+    splits: tuple[tuple[str, int], ...],
+    size: tuple[int, int],
+    stats: dict[str, SceneStats],
+    progress: bool,
 ) -> dict[str, np.ndarray]:
     """Writes the street scenes of both domains (files that exist are kept); returns the pixel count per
     trainId of each domain's training scenes."""
@@ -137,7 +153,7 @@ def _write_street(
     pixels = {domain: np.zeros(19, np.int64) for domain in ("source", "target")}
     for domain, split, index in tqdm(jobs, desc="street scenes", unit="img", disable=not progress):
         rng = scene_seed(seed, domain, split, index)
-        scene = generate_scene(rng, DOMAIN_STATS[domain], *size)
+        scene = generate_scene(rng, stats[domain], *size)
         if split == "train":
             pixels[domain] += class_histogram(scene.labels)
         _write_scene(street, f"{split}_{index:05d}.png", domain, split, scene, rng)

@@ -89,6 +89,43 @@ TARGET_STATS = SceneStats(
 )
 DOMAIN_STATS = {"source": SOURCE_STATS, "target": TARGET_STATS}
 
+# A second world with other scenes and the opposite class statistics, so that a method is not tuned to one
+# world: green suburban source streets (trees and small houses along the road: much vegetation, some
+# building) against a target of open roads (a high horizon's large sky, wide roads, few trees and houses).
+# A translator that imitates these target statistics turns trees into sky or terrain and houses into sky.
+GREEN_SOURCE_STATS = SceneStats(
+    horizon=(0.36, 0.46),
+    road_width=(0.55, 0.8),
+    sidewalk_width=(0.08, 0.16),
+    verge_prob=0.8,
+    building_prob=0.55,
+    building_height=(2.0, 5.0),
+    trees=(7, 12),
+    cars=(1, 3),
+    people=(0, 2),
+    poles=(1, 3),
+    sign_prob=0.5,
+)
+GREEN_TARGET_STATS = SceneStats(
+    horizon=(0.56, 0.66),
+    road_width=(1.1, 1.6),
+    sidewalk_width=(0.05, 0.12),
+    verge_prob=0.9,
+    building_prob=0.15,
+    building_height=(1.0, 3.0),
+    trees=(0, 2),
+    cars=(2, 5),
+    people=(0, 1),
+    poles=(2, 4),
+    sign_prob=0.8,
+)
+SCENES: dict[str, dict[str, SceneStats]] = {
+    "city": DOMAIN_STATS,
+    "green": {"source": GREEN_SOURCE_STATS, "target": GREEN_TARGET_STATS},
+}
+"""The worlds' scene statistics by name: ``city`` (the default; sky and road against dense buildings) and
+``green`` (trees and houses against open roads and sky)."""
+
 
 @dataclass
 class Scene:
@@ -397,6 +434,7 @@ __all__ = [
     "BUILDING",
     "CAR",
     "DOMAIN_STATS",
+    "SCENES",
     "PERSON",
     "POLE",
     "ROAD",
