@@ -67,3 +67,34 @@ def test_input_pipeline_runs_at_tiny_size(tmp_path):
     ]
     assert all(row["images_per_second"] > 0 for row in figures["results"])
     assert "workers for 4 steps/s" in result.stdout
+
+
+def test_translate_fullres_takes_the_tile_batch_and_precision(tmp_path):
+    result = _run(
+        "translate_fullres.py",
+        "--sizes", "72x40", "--modes", "multiscale,single-whole,single-tiled", "--tile-batch", "2",
+        "--precision", "bf16", "--threads", "1", "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [row["mode"] for row in rows] == ["multiscale", "single-whole", "single-tiled"]
+    assert all("error" not in row and row["tile_batch"] == 2 and row["precision"] == "bf16" for row in rows)
+
+
+def test_gpu_check_dry_run_lists_every_part(tmp_path):
+    env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "SEMST_CUT_CHECKOUT": str(tmp_path / "cut")}
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status = (tmp_path / "out" / "status.txt").read_text()
+    for part in (
+        "pytest_gpu",
+        "train_step_bf16",
+        "cut_bf16_compile",
+        "translate_multiscale_bf16_batch8",
+        "input_pipeline",
+    ):
+        assert f"{part}: not run (dry run)" in status
+    assert (tmp_path / "out" / "summary.md").is_file()
