@@ -8,6 +8,11 @@ for training): time and memory do not depend on their values.
 
     python benchmarks/translate_fullres.py                          # CPU, the sizes of the issue
     python benchmarks/translate_fullres.py --sizes 1024x512 --modes multiscale --device cuda
+    python benchmarks/translate_fullres.py --sizes 2048x1024 --modes multiscale --device cuda --tile-batch 8 --precision bf16
+
+``--tile-batch`` and ``--precision`` set the translation's tile batch (local tiles and global windows) and the
+autocast precision of its passes (`semst.tiling.Tiling`), as ``semst translate --tile-batch N --precision P``
+does; by default each mode keeps the translator's defaults (fp32; multi-scale: one tile at a time).
 """
 
 from __future__ import annotations
@@ -25,32 +30,34 @@ from semst.config import load_config
 from semst.tiling import Tiling
 from semst.translators import Translator
 
-width, height, mode, device, threads, repeats, limit_gb = sys.argv[1:8]
-width, height, repeats = int(width), int(height), int(repeats)
+width, height, mode, device, threads, repeats, limit_gb, tile_batch, precision = sys.argv[1:10]
+width, height, repeats, tile_batch = int(width), int(height), int(repeats), int(tile_batch)
 if float(limit_gb) > 0 and device == "cpu":  # an address-space cap turns an oversized allocation into a clean error, not the OOM killer
     cap = int(float(limit_gb) * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 if int(threads):
     torch.set_num_threads(int(threads))
 torch.manual_seed(0)
-config = load_config("semst", overrides={"multiscale.enabled": mode != "single-whole"})
+config = load_config("semst", overrides={"multiscale.enabled": mode == "multiscale"})
 model = Translator.from_config(config).to(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")).eval()
 rng = np.random.default_rng(0)
 small = rng.integers(0, 256, size=(height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
 image = Image.fromarray(small).resize((width, height), Image.BICUBIC)
+tiling = model.tiling(tile=256 if mode == "single-tiled" else None, batch=tile_batch or None, precision=precision)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 times = []
 for _ in range(repeats):
     if model.device.type == "cuda":
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    out = model.translate(image) if mode != "single-tiled" else model.translate(image, Tiling(tile=256, overlap=64))
+    out = model.translate(image, tiling)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     times.append(time.perf_counter() - start)
 assert out.size == image.size
 result = {
     "size": f"{width}x{height}", "mode": mode, "device": str(model.device), "seconds": min(times),
+    "tile_batch": tiling.batch, "precision": tiling.precision,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": base,
 }
 if model.device.type == "cuda":
@@ -62,9 +69,28 @@ MODES = ("multiscale", "single-whole", "single-tiled")
 
 
 def measure(
-    width: int, height: int, mode: str, device: str, threads: int, repeats: int, timeout: int, limit_gb: float
+    width: int,
+    height: int,
+    mode: str,
+    device: str,
+    threads: int,
+    repeats: int,
+    timeout: int,
+    limit_gb: float,
+    tile_batch: int = 0,
+    precision: str = "fp32",
 ) -> dict:
-    args = [str(width), str(height), mode, device, str(threads), str(repeats), str(limit_gb)]
+    args = [
+        str(width),
+        str(height),
+        mode,
+        device,
+        str(threads),
+        str(repeats),
+        str(limit_gb),
+        str(tile_batch),
+        precision,
+    ]
     command = [sys.executable, "-c", CHILD, *args]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -95,6 +121,12 @@ def main() -> None:
         default=16.0,
         help="address-space cap per measurement (CPU), so a pass that does not fit fails cleanly (0: none)",
     )
+    parser.add_argument(
+        "--tile-batch", type=int, default=0, help="tiles translated at once (0: the translator's default)"
+    )
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast of the passes"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     results = []
@@ -113,6 +145,8 @@ def main() -> None:
                 args.repeats,
                 args.timeout,
                 args.memory_limit_gb,
+                args.tile_batch,
+                args.precision,
             )
             results.append(r)
             if "error" in r:

@@ -53,3 +53,26 @@ def test_translate_on_cuda_matches_cpu(tmp_path, image_folders, make_config, mul
     gpu = Translator.from_checkpoint(path, device="cuda").translate(x.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("multiscale", [False, True], ids=["single-scale", "multi-scale"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_translation_precisions_on_cuda(make_config, multiscale, precision):
+    """bf16 and fp16 translation on the GPU: float32 output within the CPU test's bf16 tolerance of fp32
+    (tests/translators/test_precision.py), with several tiles and global windows 4 at a time."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    extra = TINY_MULTISCALE if multiscale else {}
+    model = (
+        Translator.from_config(make_config("semst", **{"generator.init_gain": 1.0}, **extra)).cuda().eval()
+    )
+    tiling = replace(model.default_tiling(), tile=48, overlap=12, batch=4)
+    if multiscale:
+        tiling = replace(tiling, global_window=32)
+    x = torch.rand(1, 3, 97, 141, generator=torch.Generator().manual_seed(1)).cuda()
+    fp32 = model.translate(x, tiling)
+    low = model.translate(x, replace(tiling, precision=precision))
+    assert low.dtype == torch.float32 and low.device.type == "cuda"
+    levels = ((low - fp32).abs() * 255).flatten().cpu()
+    assert 0 < levels.mean() <= 2.0 and torch.quantile(levels, 0.99) <= 8.0

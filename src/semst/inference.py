@@ -6,6 +6,11 @@ same relative paths; an input file is written under its own name. Unreadable ima
 interrupted run leaves no half-written image. Nothing is written over an input: an output folder (or fusion
 panel folder) that holds an input image or the checkpoint is refused before anything is read
 (`semst.overlap.refuse_overlap`). A full disk stops the run with an error naming the file it could not write.
+
+Under torchrun (``torchrun --nproc_per_node N -m semst translate ...``) every process plans the same list of
+files and translates its share (`semst.runtime.Distributed.shard`); with ``overwrite=False`` the outputs that
+already exist are found first, by all processes together, and only the missing ones are shared out, so a
+run that was stopped resumes evenly across the processes. Every process returns the merged report.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tqdm.auto import tqdm
 
 from semst.data.images import IMAGE_EXTENSIONS, ImageLoadError, find_images, load_rgb, save_image
 from semst.overlap import refuse_overlap
+from semst.runtime import Distributed, check_precision
 from semst.tiling import Tiling
 
 log = logging.getLogger("semst.translate")
@@ -139,19 +145,24 @@ def translate_files(
     progress: bool = True,
     fusion_dir: str | Path | None = None,
     max_pixels: int | None = None,
+    shards: Distributed | None = None,
 ) -> TranslationReport:
     """Translate ``inputs`` (files and folders) into ``output_dir`` with a `semst.translators.Translator`.
 
-    ``tiling`` (default: the translator's) bounds the memory of large images (`Translator.translate_tensor`).
-    With ``fusion_dir`` (multi-scale translators), a picture of the global output, local output, M_s and
-    fused result is also written there per image, as PNG under the output's relative name. Images of more
-    than ``max_pixels`` pixels (default: Pillow's ``Image.MAX_IMAGE_PIXELS``) are reported as failed and
-    skipped.
+    ``tiling`` (default: the translator's) bounds the memory of large images and sets the precision of the
+    passes (`Translator.translate_tensor`). With ``fusion_dir`` (multi-scale translators), a picture of the
+    global output, local output, M_s and fused result is also written there per image, as PNG under the
+    output's relative name. Images of more than ``max_pixels`` pixels (default: Pillow's
+    ``Image.MAX_IMAGE_PIXELS``) are reported as failed and skipped. ``shards`` (a torchrun job's
+    `semst.runtime.Distributed`) shares the files out among the processes; every process returns the report
+    of the whole job, its lists in the order of the inputs.
 
     Raises:
         semst.overlap.OverlapError: An output or panel folder holds an input image or the checkpoint.
         OSError: The disk is full (the message names the file that could not be written).
+        ValueError: The tiling's precision cannot run on the translator's device (fp16 off CUDA).
     """
+    shards = shards if shards is not None else Distributed()
     pairs = plan_outputs(inputs, output_dir, ext)
     if fusion_dir is not None and not hasattr(translator, "translate_parts"):
         raise ValueError("fusion panels need a multi-scale translator; this one has a single generator")
@@ -161,23 +172,32 @@ def translate_files(
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels!r}")
-    report = TranslationReport()
-    bar = tqdm(pairs, desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
+    if tiling is not None:
+        check_precision(translator.device, tiling.precision)
+    everyone = range(len(pairs))
+    existing: set[int] = set()
+    if not overwrite:  # found by all processes together, before any of them writes
+        found = [i for i in shards.shard(everyone) if pairs[i][1].exists()]
+        existing = {i for share in shards.all_gather_object(found) for i in share}
+    mine = shards.shard([i for i in everyone if i not in existing])
+    written: list[int] = []
+    failed: list[tuple[int, str]] = []
+    bar = tqdm(
+        mine, desc="translate", unit="img", disable=not (progress and shards.is_main), dynamic_ncols=True
+    )
     with _size_checked_here(), bar:
-        for (src, dst), panel in zip(bar, panels):
-            if dst.exists() and not overwrite:
-                report.skipped.append(dst)
-                continue
+        for i in bar:
+            (src, dst), panel = pairs[i], panels[i]
             reason = _too_large(src, max_pixels)
             if reason is not None:
                 log.error("skipped %s: %s", src, reason)
-                report.failed.append((src, reason))
+                failed.append((i, reason))
                 continue
             try:
                 image = load_rgb(src)
             except ImageLoadError as exc:
                 log.error("skipped %s: %s", src, exc)
-                report.failed.append((src, str(exc)))
+                failed.append((i, str(exc)))
                 continue
             try:
                 _translate_one(translator, image, dst, panel, tiling, progress)
@@ -188,11 +208,11 @@ def translate_files(
                     raise OSError(
                         exc.errno,
                         f"{exc.strerror or os.strerror(exc.errno)}; stopped after writing "
-                        f"{len(report.written)} image(s)",
+                        f"{len(written)} image(s)",
                         str(where),
                     ) from exc
                 log.error("failed on %s: %s", src, exc)
-                report.failed.append((src, f"{type(exc).__name__}: {exc}"))
+                failed.append((i, f"{type(exc).__name__}: {exc}"))
                 if (
                     isinstance(exc, RuntimeError)
                     and "out of memory" in str(exc)
@@ -200,8 +220,13 @@ def translate_files(
                 ):
                     torch.cuda.empty_cache()
                 continue
-            report.written.append(dst)
-    return report
+            written.append(i)
+    shares = shards.all_gather_object((written, failed))
+    return TranslationReport(
+        written=[pairs[i][1] for i in sorted(i for done, _ in shares for i in done)],
+        skipped=[pairs[i][1] for i in sorted(existing)],
+        failed=[(pairs[i][0], reason) for i, reason in sorted(item for _, bad in shares for item in bad)],
+    )
 
 
 def _translate_one(

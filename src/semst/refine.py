@@ -24,6 +24,15 @@ HRDA, SePiCo, ProDA, BDL, ...) trains on the refined data by changing only its d
 * **Quality gate** (`QualityGate`): a target-domain segmenter scores every refined frame against its own source
   labels as it is refined (pixel accuracy, mean IoU); frames below a threshold are flagged or left out, and the
   manifest summarises which classes turned into which across the data set.
+* **Many processes** (``torchrun ... -m semst refine``; ``shards``, a `semst.runtime.Distributed`): process 0
+  holds the folder's lock (so processes of one job never refuse each other, and a second job is refused as
+  before), reads what is there and writes the running manifest; the images still to refine are dealt out to
+  the processes in turn (`Distributed.shard`), label maps are validated the same way, and each process appends
+  what it writes to its own journal (``.refine-journal.RANK.jsonl``). At the end process 0 merges every
+  process's report, records and quality-gate scores into one manifest, the same as one process would have
+  written (apart from times, the ``processes`` count and each record's ``rank``). A process that dies costs
+  only the images it had not finished: the journals of all processes are read on the next run, whatever its
+  number of processes.
 """
 
 from __future__ import annotations
@@ -51,12 +60,14 @@ from semst.data.images import ImageLoadError, load_rgb, save_image
 from semst.data.labels import IGNORE_INDEX, NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
 from semst.files import atomic_path, remove_temporaries, write_json
 from semst.locking import LOCK_NAME, FolderLock
+from semst.runtime import Distributed, check_precision
 from semst.tiling import Tiling
 
 log = logging.getLogger("semst.refine")
 
 MANIFEST = "refine.json"
-JOURNAL = ".refine-journal.jsonl"
+JOURNAL = ".refine-journal.jsonl"  # one process; with several, .refine-journal.RANK.jsonl each
+JOURNAL_PATTERN = ".refine-journal*.jsonl"
 FORMAT_VERSION = 2
 BAD_LABEL_MODES = ("fail", "skip")
 # Formats whose written file differs from the image in memory: the quality gate scores the file.
@@ -136,7 +147,12 @@ def check_output_folder(root: Path, out: Path) -> None:
         )
 
 
-def check_outputs_against_inputs(samples: Sequence, out: str | Path) -> None:
+def journal_name(rank: int = 0, world_size: int = 1) -> str:
+    """The journal file of process ``rank`` of ``world_size`` (`JOURNAL` for a single process)."""
+    return JOURNAL if world_size <= 1 else f".refine-journal.{rank}.jsonl"
+
+
+def check_outputs_against_inputs(samples: Sequence, out: str | Path, world_size: int = 1) -> None:
     """Refuse to run when a file refine would write is one of its inputs, paths resolved (symbolic links
     followed): a data set whose ``trainA`` links to ``OUT/trainA``, or an ``OUT/images`` linking into the
     data set, would make refine skip the sources as "already refined" or overwrite them.
@@ -150,7 +166,8 @@ def check_outputs_against_inputs(samples: Sequence, out: str | Path) -> None:
         for path in (sample.image, sample.label):
             if path is not None:
                 inputs.setdefault(os.path.realpath(path), Path(path))
-    outputs = [out / name for name in (MANIFEST, JOURNAL, LOCK_NAME)]
+    journals = [journal_name(rank, world_size) for rank in range(world_size)]
+    outputs = [out / name for name in (MANIFEST, LOCK_NAME, *journals)]
     for sample in samples:
         outputs.append(out / sample.relative)
         if sample.label_relative is not None:
@@ -201,7 +218,8 @@ def producer_identity(model, tiling: Tiling) -> dict[str, Any]:
     """What makes a refined image: the checkpoint (file SHA-256, step) and the tiling that shapes the output.
 
     A translator built in memory (no checkpoint file) is identified by the SHA-256 of its weights instead.
-    The tile batch size is recorded but not part of the identity: it changes speed, not the pixels.
+    The tile batch size is recorded but not part of the identity: it changes speed, not the pixels. The
+    precision (``tiling.precision``) is part of it: bf16 and fp32 outputs differ.
     """
     path = getattr(model, "checkpoint_path", None)
     identity = {
@@ -216,7 +234,9 @@ def producer_identity(model, tiling: Tiling) -> dict[str, Any]:
 
 
 def _identity_key(producer: dict[str, Any]) -> tuple:
-    tiling = {k: v for k, v in (producer.get("tiling") or {}).items() if k != "batch"}
+    # Manifests written before the precision was a tiling setting were all made in fp32.
+    tiling = {"precision": "fp32", **(producer.get("tiling") or {})}
+    tiling = {k: v for k, v in tiling.items() if k != "batch"}
     return (
         producer.get("checkpoint_sha256") or producer.get("weights_sha256"),
         producer.get("checkpoint_step"),
@@ -261,8 +281,7 @@ def _read_records(out: Path) -> tuple[dict | None, dict[str, dict]]:
         if not isinstance(manifest, dict) or manifest.get("format") != "semst-refined":
             raise RefineError(f"{path} is not a semst refine manifest; refine into a new folder")
         records.update(manifest.get("outputs") or {})
-    journal = out / JOURNAL
-    if journal.is_file():
+    for journal in _journals(out):
         for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
@@ -270,6 +289,11 @@ def _read_records(out: Path) -> tuple[dict | None, dict[str, dict]]:
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line cut short by a kill: that output is redone
     return manifest, records
+
+
+def _journals(out: Path) -> list[Path]:
+    """The journals of every process of earlier runs (any number of processes), in a fixed order."""
+    return sorted(path for path in out.glob(JOURNAL_PATTERN) if path.is_file())
 
 
 def _check_producer(
@@ -362,6 +386,25 @@ class _Scorer:
         self.frames[Path(sample.relative).as_posix()] = frame
         return frame
 
+    def state(self) -> dict[str, Any]:
+        """What this scorer gathered (for merging the shares of several processes, `merge`)."""
+        return {"total": self.total, "frames": self.frames, "unscored": self.unscored}
+
+    @classmethod
+    def merge(
+        cls, gate: QualityGate, load_label: Callable, states: Sequence[dict], position: dict[str, int]
+    ) -> _Scorer:
+        """One scorer holding the `state` of several, frames in sample order (``position``: frame -> index)."""
+        merged = cls(gate, load_label)
+        for state in states:
+            merged.total += state["total"]
+        frames = {name: frame for state in states for name, frame in state["frames"].items()}
+        merged.frames = {name: frames[name] for name in sorted(frames, key=position.__getitem__)}
+        merged.unscored = sorted(
+            (name for state in states for name in state["unscored"]), key=position.__getitem__
+        )
+        return merged
+
     def below(self, frame: dict | None, threshold: float | None) -> bool:
         if frame is None or threshold is None or frame["pixel_accuracy"] is None:
             return False
@@ -413,23 +456,53 @@ class _Scorer:
         }
 
 
-def _validate_labels(
-    samples: Sequence, check: Callable, records: dict, out: Path, progress: bool
-) -> list[tuple[Any, LabelError]]:
-    """Every label not yet copied intact into ``out``, validated; returns the bad ones with their errors."""
+def _bad_labels_of(
+    samples: Sequence, indices: Sequence[int], check: Callable, records: dict, out: Path, progress: bool
+) -> list[tuple[int, str, str]]:
+    """The labels of ``samples[i]`` for ``i`` in ``indices`` not yet copied intact into ``out``, validated;
+    returns ``(i, label file, reason)`` of the bad ones."""
     pending = [
-        sample
-        for sample in samples
-        if sample.label is not None
-        and not _intact(out / sample.label_relative, records.get(Path(sample.label_relative).as_posix()))
+        i
+        for i in indices
+        if samples[i].label is not None
+        and not _intact(
+            out / samples[i].label_relative, records.get(Path(samples[i].label_relative).as_posix())
+        )
     ]
     bad = []
-    for sample in tqdm(pending, desc="check labels", unit="label", disable=not progress, dynamic_ncols=True):
+    for i in tqdm(pending, desc="check labels", unit="label", disable=not progress, dynamic_ncols=True):
         try:
-            check(sample)
+            check(samples[i])
         except LabelError as error:
-            bad.append((sample, error))
+            bad.append((i, str(error.path), error.reason))
     return bad
+
+
+@dataclass
+class _Share:
+    """What one process did with its share of the samples; lists hold ``(sample index, value)``, so that the
+    shares of all processes merge into the order one process would have produced."""
+
+    written: int = 0
+    skipped: int = 0
+    labels: int = 0
+    failed: list[tuple[int, tuple[str, str]]] = field(default_factory=list)
+    rewritten: list[tuple[int, str]] = field(default_factory=list)
+    dropped: list[tuple[int, str]] = field(default_factory=list)
+    flagged: list[tuple[int, str]] = field(default_factory=list)
+    records: dict[str, dict] = field(default_factory=dict)  # outputs this process wrote
+    scores: dict | None = None  # the quality gate's state (_Scorer.state)
+
+
+def _merged(shares: Sequence[_Share], key: str) -> list:
+    """The values of list ``key`` of every share, in sample order."""
+    return [
+        value for _, value in sorted((item for share in shares for item in getattr(share, key)), key=_first)
+    ]
+
+
+def _first(item: tuple) -> int:
+    return item[0]
 
 
 def refine_dataset(
@@ -445,43 +518,58 @@ def refine_dataset(
     dataset=None,
     bad_labels: str = "fail",
     quality: QualityGate | None = None,
+    shards: Distributed | None = None,
 ) -> RefineReport:
     """Translate ``samples`` (semst.data.datasets.Sample) into ``out``, mirroring their relative paths.
 
     Args:
         model: a `semst.translators.Translator` (multi-scale ones tile by default; single-scale ones
             translate whole images unless ``tiling.tile`` is given).
-        samples: the data set's samples (image, label, relative paths).
+        samples: the data set's samples (image, label, relative paths), in the same order on every process.
         out: the output root.
         root: the data set's root (checked against ``out``).
         description: what to record in the manifest about the data set (name, root, splits).
         link_labels: hard-link label maps instead of copying them (falls back to copying).
-        tiling: how large images are cut (default: the translator's, `Translator.default_tiling`).
+        tiling: how large images are cut, and the precision of the passes (default: the translator's,
+            `Translator.default_tiling`).
         dataset: the `semst.data.datasets.DatasetLayout` the samples come from: its label table validates the
             label maps and its `load_label` gives the quality gate train ids. Without it, labels must hold
             train ids (0..18, 255).
         bad_labels: ``"fail"``: stop before any work if a label map is bad, naming each; ``"skip"``: leave
             those samples out (neither image nor label written) and list them in the report and manifest.
         quality: score every refined frame with a segmenter (`QualityGate`).
+        shards: this process's place in a torchrun job (`semst.runtime.init_distributed`): the samples are
+            shared among the processes and one manifest is merged at the end (see the module docstring).
+            None: one process does everything.
+
+    Returns:
+        The report of the whole job (the same on every process).
 
     Raises:
         RefineError: an output would overwrite an input; ``out`` holds another producer's outputs or files
             refine did not write; bad label maps with ``bad_labels="fail"``.
         semst.locking.FolderLockedError: another refine is writing ``out``.
+        ValueError: the tiling's precision cannot run on the model's device (fp16 off CUDA).
     """
     if bad_labels not in BAD_LABEL_MODES:
         raise ValueError(f"bad_labels must be one of {BAD_LABEL_MODES}, got {bad_labels!r}")
+    shards = shards if shards is not None else Distributed()
     out = Path(out)
     check_output_folder(Path(root), out)
-    check_outputs_against_inputs(samples, out)
+    check_outputs_against_inputs(samples, out, shards.world_size)
     tiling = tiling if tiling is not None else model.default_tiling()
+    check_precision(model.device, tiling.precision)
     producer = producer_identity(model, tiling)
     if quality is not None and not any(sample.label is not None for sample in samples):
         raise RefineError(
             "the quality gate scores refined frames against their labels, but no sample has one"
         )
     created = not out.exists()
-    lock = FolderLock(out, "semst refine").acquire()
+    # Process 0 alone holds the folder's lock, for the whole job: the job's processes do not refuse each
+    # other, and another job (of one process or many) is refused at its process 0.
+    held: list[FolderLock] = []
+    shards.run_on_main(lambda: held.append(FolderLock(out, "semst refine").acquire()))
+    lock = held[0] if held else None
     try:
         return _refine_locked(
             model,
@@ -496,13 +584,15 @@ def refine_dataset(
             bad_labels=bad_labels,
             quality=quality,
             producer=producer,
+            shards=shards,
         )
     except BaseException:
-        lock.release()
-        lock = None
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # nothing of this attempt is left behind in a folder it created (if empty)
+        if lock is not None:
+            lock.release()
+            lock = None
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # nothing of this attempt is left behind in a folder it created (if empty)
         raise
     finally:
         if lock is not None:
@@ -523,37 +613,40 @@ def _refine_locked(
     bad_labels: str,
     quality: QualityGate | None,
     producer: dict,
+    shards: Distributed,
 ) -> RefineReport:
-    manifest, records = _read_records(out)
-    _check_producer(out, manifest, records, producer, samples)
-    if manifest is not None and _identity_key(manifest["producer"]) != _identity_key(producer):
-        records = {}  # another producer's manifest without any output left: start afresh
-    report = RefineReport()
+    def read() -> dict[str, dict]:
+        manifest, records = _read_records(out)
+        _check_producer(out, manifest, records, producer, samples)
+        if manifest is not None and _identity_key(manifest["producer"]) != _identity_key(producer):
+            return {}  # another producer's manifest without any output left: start afresh
+        return records
 
+    records = shards.run_on_main(read)
+    show = progress and shards.is_main  # one progress bar per job: process 0's share
+    everyone = range(len(samples))
+
+    # Label maps, each process checking its share; every process learns of every bad one.
     check = dataset.check_label if dataset is not None else _check_train_id_label
-    bad = _validate_labels(samples, check, records, out, progress)
+    mine = _bad_labels_of(samples, shards.shard(everyone), check, records, out, show)
+    bad = sorted((item for share in shards.all_gather_object(mine) for item in share), key=_first)
+    errors = [LabelError(Path(label), reason) for _, label, reason in bad]
     if bad and bad_labels == "fail":
         if len(bad) == 1:
             raise RefineError(
-                f"{bad[0][1]}; nothing was refined: fix it, or pass --bad-labels skip to leave its sample out"
+                f"{errors[0]}; nothing was refined: fix it, or pass --bad-labels skip to leave its sample out"
             )
-        listed = "\n".join(f"  {error}" for _, error in bad[:_MAX_LISTED])
+        listed = "\n".join(f"  {error}" for error in errors[:_MAX_LISTED])
         more = f"\n  ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else ""
         raise RefineError(
             f"{len(bad)} label maps cannot be used; nothing was refined: fix them, or pass --bad-labels skip to "
             f"leave their samples out:\n{listed}{more}"
         )
-    skipped_samples = {id(sample) for sample, _ in bad}
-    report.bad_labels = [(str(error.path), error.reason) for _, error in bad]
-    for sample, error in bad:
-        log.warning("left out %s: %s", sample.image, error)
-    dangling = [sample.image for sample in samples if dangling_link(Path(sample.image)) is not None]
-    for path in dangling:
-        log.warning("%s is %s; it cannot be refined", path, dangling_link(Path(path)))
+    skipped_samples = {i for i, _, _ in bad}
+    for (i, _, _), error in zip(bad, errors):
+        if shards.is_main:
+            log.warning("left out %s: %s", samples[i].image, error)
 
-    removed = remove_temporaries(out, recursive=True)
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted refine", len(removed))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     base = {
         "format": "semst-refined",
@@ -566,24 +659,145 @@ def _refine_locked(
         "tiling": producer["tiling"],
         "labels": "hard links" if link_labels else "copies",
         "samples": len(samples),
+        "processes": shards.world_size,
     }
-    # The manifest names the producer before the first output is written; the journal then grows with it.
-    write_json(out / MANIFEST, {**base, "status": "running", "started": started, "outputs": records})
-    (out / JOURNAL).unlink(missing_ok=True)
+
+    def start() -> None:
+        for sample in samples:
+            reason = dangling_link(Path(sample.image))
+            if reason is not None:
+                log.warning("%s is %s; it cannot be refined", sample.image, reason)
+        removed = remove_temporaries(out, recursive=True)  # no process writes before this is done
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted refine", len(removed))
+        # The manifest names the producer before the first output is written; the journals then grow with it.
+        write_json(out / MANIFEST, {**base, "status": "running", "started": started, "outputs": records})
+        for journal in _journals(out):
+            journal.unlink(missing_ok=True)
+
+    shards.run_on_main(start)
+
+    # The images still to refine are dealt out in turn, so that a resumed job shares out what is left evenly;
+    # those already refined are shared the same way (the quality gate scores them, labels may be missing).
+    mine = [i for i in shards.shard(everyone) if i not in skipped_samples]
+    done_here = [
+        (i, _intact(out / samples[i].relative, records.get(Path(samples[i].relative).as_posix())))
+        for i in mine
+    ]
+    done = dict(item for share in shards.all_gather_object(done_here) for item in share)
+    todo = [i for i in everyone if i in done and not done[i]]
+    kept = [i for i in everyone if done.get(i)]
+    assigned = sorted(shards.shard(todo) + shards.shard(kept))
+
     load_label = dataset.load_label if dataset is not None else (lambda sample: load_label_map(sample.label))
-    scorer = _Scorer(quality, load_label) if quality is not None else None
-    made_by = {"checkpoint_sha256": producer["checkpoint_sha256"] or producer["weights_sha256"]}
-    made_by["checkpoint_step"] = producer["checkpoint_step"]
-    kept_below: list[str] = []
-    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
-        for sample in tqdm(samples, desc="refine", unit="img", disable=not progress, dynamic_ncols=True):
-            if id(sample) in skipped_samples:
+    share = _refine_share(
+        model,
+        samples,
+        assigned,
+        {i for i in assigned if done[i]},
+        out,
+        records=records,
+        tiling=tiling,
+        link_labels=link_labels,
+        quality=quality,
+        scorer=_Scorer(quality, load_label) if quality is not None else None,
+        producer=producer,
+        shards=shards,
+        progress=show,
+    )
+    shares = shards.all_gather_object(share)
+
+    report = RefineReport(
+        written=sum(s.written for s in shares),
+        skipped=sum(s.skipped for s in shares),
+        labels=sum(s.labels for s in shares),
+        failed=_merged(shares, "failed"),
+        rewritten=_merged(shares, "rewritten"),
+        bad_labels=[(label, reason) for _, label, reason in bad],
+        dropped=_merged(shares, "dropped"),
+        flagged=_merged(shares, "flagged"),
+    )
+    for s in shares:
+        records.update(s.records)
+    if quality is not None:
+        position = {Path(sample.relative).as_posix(): i for i, sample in enumerate(samples)}
+        scorer = _Scorer.merge(quality, load_label, [s.scores for s in shares], position)
+        report.quality = scorer.summary(report.flagged, report.dropped)
+
+    def finish() -> list[str]:
+        # Final check: every sample has its outputs (apart from those left out on purpose).
+        left_out = set(report.dropped)
+        missing = []
+        for i, sample in enumerate(samples):
+            if i in skipped_samples or Path(sample.relative).as_posix() in left_out:
                 continue
+            if not (out / sample.relative).is_file():
+                missing.append(str(sample.relative))
+            elif sample.label is not None and not (out / sample.label_relative).is_file():
+                missing.append(str(sample.label_relative))
+        ok = not report.failed and not missing
+        manifest = {
+            **base,
+            "status": "complete" if ok else "incomplete",
+            "written": report.written,
+            "skipped_existing": report.skipped,
+            "rewritten": report.rewritten,
+            "labels_written": report.labels,
+            "failed": [{"image": image, "reason": reason} for image, reason in report.failed],
+            "missing": missing,
+            "bad_labels": {
+                "mode": bad_labels,
+                "skipped": [{"label": label, "reason": reason} for label, reason in report.bad_labels],
+            },
+            "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if report.quality is not None:
+            manifest["quality"] = report.quality
+        manifest["outputs"] = {name: records[name] for name in sorted(records) if (out / name).exists()}
+        write_json(out / MANIFEST, manifest)
+        for journal in _journals(out):
+            journal.unlink(missing_ok=True)  # every record is in the manifest now
+        return missing
+
+    report.missing = shards.run_on_main(finish)
+    return report
+
+
+def _refine_share(
+    model,
+    samples: Sequence,
+    assigned: Sequence[int],
+    intact: set[int],
+    out: Path,
+    *,
+    records: dict[str, dict],
+    tiling: Tiling,
+    link_labels: bool,
+    quality: QualityGate | None,
+    scorer: _Scorer | None,
+    producer: dict,
+    shards: Distributed,
+    progress: bool,
+) -> _Share:
+    """Refines ``samples[i]`` for ``i`` in ``assigned`` (``intact``: their images are already there), appending
+    each output to this process's journal; returns what it did."""
+    share = _Share()
+    rank = {"rank": shards.rank} if shards.enabled else {}  # which process wrote an output, in a torchrun job
+    made_by = {
+        "checkpoint_sha256": producer["checkpoint_sha256"] or producer["weights_sha256"],
+        "checkpoint_step": producer["checkpoint_step"],
+        **rank,
+    }
+    kept_below: list[str] = []
+    with open(out / journal_name(shards.rank, shards.world_size), "a", encoding="utf-8") as journal:
+        for i in tqdm(assigned, desc="refine", unit="img", disable=not progress, dynamic_ncols=True):
+            sample = samples[i]
             name = Path(sample.relative).as_posix()
             destination = out / sample.relative
             frame = None
-            if _intact(destination, records.get(name)):
-                report.skipped += 1
+            if i in intact:
+                share.skipped += 1
                 if scorer is not None:
                     frame = scorer.score(sample, load_rgb(destination))
                     if scorer.below(frame, quality.drop_below):
@@ -594,13 +808,13 @@ def _refine_locked(
                         "%s was not recorded as written by this checkpoint (or changed): refining it again",
                         destination,
                     )
-                    report.rewritten.append(name)
+                    share.rewritten.append((i, name))
                 try:
                     image = load_rgb(sample.image)
                 except ImageLoadError as exc:
                     reason = dangling_link(Path(sample.image)) or str(exc)
                     log.error("skipped %s: %s", sample.image, reason)
-                    report.failed.append((str(sample.image), reason))
+                    share.failed.append((i, (str(sample.image), reason)))
                     continue
                 try:
                     # Large images get a second progress bar over their tile batches.
@@ -608,7 +822,7 @@ def _refine_locked(
                     refined = model.translate(image, tiling, progress=big)
                 except (OSError, ValueError, RuntimeError) as exc:
                     log.error("failed on %s: %s", sample.image, exc)
-                    report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
+                    share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
                     continue
                 lossy = destination.suffix.lower() in _LOSSY
                 if scorer is not None and not lossy:
@@ -618,27 +832,29 @@ def _refine_locked(
                         save_image(refined, destination)
                     except (OSError, ValueError) as exc:
                         log.error("failed to write %s: %s", destination, exc)
-                        report.failed.append((str(sample.image), f"{type(exc).__name__}: {exc}"))
+                        share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
                         continue
                     if scorer is not None and lossy:
                         frame = scorer.score(sample, load_rgb(destination))  # what was written
                 if scorer is not None and scorer.below(frame, quality.drop_below):
                     destination.unlink(missing_ok=True)  # ours: just written, or an unrecorded earlier copy
-                    report.dropped.append(name)
+                    share.dropped.append((i, name))
                     continue
-                records[name] = _file_record(destination, **made_by)
-                _journal_add(journal, name, records[name])
-                report.written += 1
+                share.records[name] = _file_record(destination, **made_by)
+                _journal_add(journal, name, share.records[name])
+                share.written += 1
             if scorer is not None and (scorer.below(frame, quality.flag_below) or name in kept_below):
-                report.flagged.append(name)
+                share.flagged.append((i, name))
             if sample.label is not None:
                 label_name = Path(sample.label_relative).as_posix()
                 label_destination = out / sample.label_relative
                 if not _intact(label_destination, records.get(label_name)):
                     _copy_atomic(Path(sample.label), label_destination, link=link_labels)
-                    records[label_name] = _file_record(label_destination, copied_from=str(sample.label))
-                    _journal_add(journal, label_name, records[label_name])
-                    report.labels += 1
+                    share.records[label_name] = _file_record(
+                        label_destination, copied_from=str(sample.label), **rank
+                    )
+                    _journal_add(journal, label_name, share.records[label_name])
+                    share.labels += 1
     if kept_below:
         log.warning(
             "%d frame(s) written by an earlier run are below --drop-below %s; they are kept and flagged: %s",
@@ -646,39 +862,9 @@ def _refine_locked(
             quality.drop_below,
             ", ".join(kept_below[:5]) + (" ..." if len(kept_below) > 5 else ""),
         )
-    # Final check: every sample has its outputs (apart from those left out on purpose).
-    left_out = set(report.dropped)
-    for sample in samples:
-        if id(sample) in skipped_samples or Path(sample.relative).as_posix() in left_out:
-            continue
-        if not (out / sample.relative).is_file():
-            report.missing.append(str(sample.relative))
-        elif sample.label is not None and not (out / sample.label_relative).is_file():
-            report.missing.append(str(sample.label_relative))
     if scorer is not None:
-        report.quality = scorer.summary(report.flagged, report.dropped)
-    manifest = {
-        **base,
-        "status": "complete" if report.ok else "incomplete",
-        "written": report.written,
-        "skipped_existing": report.skipped,
-        "rewritten": report.rewritten,
-        "labels_written": report.labels,
-        "failed": [{"image": image, "reason": reason} for image, reason in report.failed],
-        "missing": report.missing,
-        "bad_labels": {
-            "mode": bad_labels,
-            "skipped": [{"label": label, "reason": reason} for label, reason in report.bad_labels],
-        },
-        "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if report.quality is not None:
-        manifest["quality"] = report.quality
-    manifest["outputs"] = {name: records[name] for name in sorted(records) if (out / name).exists()}
-    write_json(out / MANIFEST, manifest)
-    (out / JOURNAL).unlink(missing_ok=True)  # every record is in the manifest now
-    return report
+        share.scores = scorer.state()
+    return share
 
 
 def format_quality(quality: dict, *, flips: int = 5) -> Iterable[str]:

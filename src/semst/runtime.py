@@ -1,4 +1,4 @@
-"""Where the computation runs: device choice, mixed precision and multi-process (DDP) plumbing.
+"""Where the computation runs: device choice, mixed precision and multi-process (torchrun) plumbing.
 
 Distributed training follows torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR``/``MASTER_PORT``): ``torchrun --nnodes N --nproc_per_node G -m semst train ...`` trains on
@@ -7,6 +7,11 @@ averaged with an all-reduce after each backward pass (NCCL on CUDA, gloo on CPU)
 explicitly rather than wrap the networks in ``DistributedDataParallel`` because one training step runs the
 generator several times per backward pass (translation, then re-encoding of the output), which DDP's
 bucketing hooks do not support without ``static_graph`` caveats.
+
+``semst refine`` and ``semst translate`` use the same environment to spread files over processes
+(`Distributed.shard`) and to exchange small Python objects (`Distributed.all_gather_object`,
+`Distributed.broadcast_object`): who holds the output folder's lock, the records of what exists, each
+process's report for the merged manifest.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import pickle
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,6 +33,16 @@ import torch.distributed as dist
 log = logging.getLogger("semst.runtime")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""Autocast precisions: ``fp32`` (no autocast), ``bf16`` (CPU and CUDA), ``fp16`` (CUDA only)."""
+
+T = TypeVar("T")
+
+SHARD_TIMEOUT = timedelta(hours=6)
+"""How long the processes of a ``semst refine``/``translate`` torchrun job wait for each other (the end of the
+job waits for the slowest share). A job that runs past it stops with an error; running it again keeps
+everything written and finishes the rest."""
 
 
 def tune_cpu_allocator() -> bool:
@@ -53,7 +71,11 @@ def tune_cpu_allocator() -> bool:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA (with ``LOCAL_RANK``) if available, else CPU; other names are checked."""
+    """``"auto"`` -> CUDA if available, else CPU; other names are checked.
+
+    ``"auto"`` and ``"cuda"`` (without an index) mean GPU ``LOCAL_RANK`` when torchrun set it, so that every
+    process of a torchrun job on one machine gets its own GPU; ``"cuda:N"`` is taken as given.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -64,27 +86,42 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return device
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for ``precision`` in ``fp32`` (no-op), ``bf16`` or ``fp16``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
+def check_precision(device: torch.device, precision: str) -> None:
+    """Raises ``ValueError`` for a precision that is unknown or that ``device`` cannot run (fp16 off CUDA)."""
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be fp32, bf16 or fp16 (got {precision!r})")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use bf16 on CPU")
+        raise ValueError(f"fp16 autocast needs a CUDA device (this runs on {device.type}); use bf16 or fp32")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast context for ``precision`` in ``fp32`` (no-op), ``bf16`` or ``fp16`` (`check_precision`)."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @dataclass(frozen=True)
 class Distributed:
-    """This process's place in a (possibly single-process) job."""
+    """This process's place in a (possibly single-process) job.
+
+    Attributes:
+        rank: this process's rank, 0 .. world_size - 1.
+        world_size: the number of processes.
+        group: the process group of the object collectives (a gloo group with a long timeout, made by
+            `init_distributed`), or None for the default group.
+    """
 
     rank: int = 0
     world_size: int = 1
+    group: Any = None
 
     @property
     def enabled(self) -> bool:
@@ -114,9 +151,92 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This process's share of ``items``: every ``world_size``-th item from the ``rank``-th, so shards are
+        disjoint, cover ``items`` and differ in length by at most one."""
+        return list(items[self.rank :: self.world_size])
 
-def init_distributed(device: torch.device) -> Distributed:
-    """Join the torchrun process group if ``WORLD_SIZE`` > 1; a no-op for single-process runs."""
+    def all_gather_object(self, value: T) -> list[T]:
+        """Every process's ``value`` (picklable), in rank order; ``[value]`` for a single process.
+
+        Raises:
+            ConnectionError: Another process of the job stopped (or the wait timed out).
+        """
+        if not self.enabled:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        try:
+            dist.all_gather_object(gathered, value, group=self.group)
+        except RuntimeError as exc:
+            raise _lost_contact(self.rank, exc) from exc
+        return gathered
+
+    def broadcast_object(self, value: T, source: int = 0) -> T:
+        """``value`` of process ``source`` (picklable), on every process.
+
+        Raises:
+            ConnectionError: Another process of the job stopped (or the wait timed out).
+        """
+        if not self.enabled:
+            return value
+        box = [value if self.rank == source else None]
+        try:
+            dist.broadcast_object_list(box, src=source, group=self.group)
+        except RuntimeError as exc:
+            raise _lost_contact(self.rank, exc) from exc
+        return box[0]
+
+    def run_on_main(self, function: Callable[[], T]) -> T:
+        """Runs ``function`` on rank 0 only and gives its (picklable) result to every process; an exception it
+        raises is raised on every process, so that no process waits for one that has given up."""
+        if not self.enabled:
+            return function()
+        outcome: tuple[bool, Any] | None = None
+        if self.is_main:
+            try:
+                outcome = (True, function())
+            except Exception as exc:
+                failure = exc if _picklable(exc) else _plain_copy(exc)
+                self.broadcast_object((False, failure))
+                raise
+        ok, value = self.broadcast_object(outcome)
+        if not ok:
+            raise value
+        return value
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.loads(pickle.dumps(value))
+    except Exception:  # noqa: BLE001 - anything that does not survive the trip
+        return False
+    return True
+
+
+def _plain_copy(error: Exception) -> Exception:
+    """An error of the nearest built-in kind with the same message (for errors that do not pickle)."""
+    for kind in (ValueError, OSError, ImportError):
+        if isinstance(error, kind):
+            return kind(str(error))
+    return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _lost_contact(rank: int, error: BaseException) -> ConnectionError:
+    return ConnectionError(
+        f"process {rank} of this torchrun job lost contact with the others (one of them stopped, or waited "
+        f"longer than the time limit): {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    )
+
+
+def init_distributed(device: torch.device, *, timeout: timedelta | None = None) -> Distributed:
+    """Join the torchrun process group if ``WORLD_SIZE`` > 1; a no-op for single-process runs.
+
+    Args:
+        device: this process's device (NCCL for CUDA, gloo for the CPU).
+        timeout: how long a collective waits for the other processes (default: torch's, 10 to 30 minutes).
+            With a timeout, object collectives run in a gloo group of their own (`Distributed.group`), so that
+            processes that finish their share early can wait that long for the others.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
@@ -124,8 +244,9 @@ def init_distributed(device: torch.device) -> Distributed:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
+        dist.init_process_group(backend=backend, timeout=timeout)
+    group = dist.new_group(backend="gloo", timeout=timeout) if timeout is not None else None
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), group=group)
 
 
 def shutdown_distributed() -> None:

@@ -19,8 +19,10 @@ over the tiles t that cover pixel p, so the effective weights of every pixel sum
 Peak memory beyond the input image and the two canvases (output and weight sum) is that of one batch of
 ``batch_size`` tiles, whatever the image size.
 
-`Tiling` is the validated set of tiling settings that translators (semst.translators) and the commands
-``semst translate`` and ``semst refine`` pass around.
+`Tiling` is the validated set of settings of a translator's passes that translators (semst.translators) and
+the commands ``semst translate`` and ``semst refine`` pass around: the windows, how many go through a network
+at once, and the precision the networks compute in (`Translator.translate_tensor` runs its passes under that
+autocast; canvases and outputs stay float32).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from semst.networks.padding import pad_to_multiple, padded_size
+from semst.runtime import PRECISIONS
 
 __all__ = ["BLEND_MODES", "Tiling", "blend_weights", "tile_grid", "tile_starts", "tiled_apply"]
 
@@ -41,21 +44,25 @@ BLEND_MODES = ("linear", "average")
 
 @dataclass(frozen=True)
 class Tiling:
-    """How a translator cuts a large image into passes; checked on construction.
+    """How a translator cuts a large image into passes and computes them; checked on construction.
 
     Attributes:
         tile: side of the full-resolution windows (single-scale: the generator; multi-scale: the local
             generator G_l), or None for one whole-image pass.
         overlap: pixels shared by neighbouring windows, blended with linear ramps; < ``tile``.
-        batch: windows translated at once (bounds the memory; raise it on a GPU).
+        batch: windows translated at once, local tiles and global windows alike (bounds the memory; raise it
+            on a GPU).
         global_window: multi-scale only: the largest window of the global pass over the downsampled image,
             or None for one pass over the whole downsampled image.
+        precision: autocast precision of the networks' passes: ``fp32`` (none), ``bf16``, or ``fp16`` (CUDA
+            only). The blended canvases and the output are float32 whatever it is.
     """
 
     tile: int | None = None
     overlap: int = 64
     batch: int = 4
     global_window: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("tile", "global_window"):
@@ -66,6 +73,10 @@ class Tiling:
             raise ValueError(f"tiling: batch must be a positive number of tiles, got {self.batch!r}")
         if not isinstance(self.overlap, int) or isinstance(self.overlap, bool) or self.overlap < 0:
             raise ValueError(f"tiling: overlap must be >= 0 pixels, got {self.overlap!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"tiling: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.tile is not None and self.overlap >= self.tile:
             raise ValueError(
                 f"tiling: overlap ({self.overlap} px) must be smaller than the tile ({self.tile} px)"

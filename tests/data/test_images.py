@@ -344,6 +344,23 @@ def test_load_rgb_without_orientation_keeps_layout(tmp_path: Path) -> None:
     assert image.getpixel((2, 2)) == (255, 0, 0)
 
 
+@pytest.mark.parametrize("name", ["detached.png", "detached.pgm", "detached.bmp"])
+def test_load_rgb_is_detached_from_the_file(tmp_path: Path, name: str) -> None:
+    """The image is held in memory of its own (not a view of a memory-mapped file, which uncompressed formats
+    may give), so rewriting the file in place afterwards changes nothing."""
+    path = tmp_path / name
+    original = _noise(16).convert("L") if name.endswith(".pgm") else _noise(16)
+    original.save(path)
+    image = load_rgb(path)
+    expected = np.asarray(original.convert("RGB")).copy()
+    with open(path, "r+b") as handle:  # same file, new bytes
+        size = handle.seek(0, 2)
+        handle.seek(size // 2)
+        handle.write(bytes(size - size // 2))
+    assert np.array_equal(np.asarray(image), expected)
+    assert image.mode == "RGB" and image.size == (16, 16)
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -241,6 +241,50 @@ def test_multiscale_flip_mirrors_the_whole_image() -> None:
     assert any(flips) and not all(flips)
 
 
+def _multiscale_by_flipping_the_whole_image(spec: MultiScaleCrops, image: Image.Image, seed: int):
+    """MultiScaleCrops as first written: flip the whole image, then cut the crops (a reference)."""
+    from semst.data.transforms import _scale_width, _upscale_to_cover
+    from semst.multiscale.crops import Box, crop, downsample, sample_multiscale_crops
+
+    rng = np.random.default_rng(seed)
+    if spec.image_width is not None:
+        image = _scale_width(image, spec.image_width)
+    image = _upscale_to_cover(image, spec.region)
+    if spec.flip and rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    boxes = sample_multiscale_crops(
+        image.height,
+        image.width,
+        global_region=spec.region,
+        scale=spec.scale,
+        local_size=spec.local_size,
+        rng=rng,
+    )
+    g, local = boxes.global_box, boxes.local_box
+    region = image_to_tensor(image.crop((g.left, g.top, g.left + g.width, g.top + g.height)))
+    inner = boxes.local_in_global
+    return (
+        crop(region, Box(local.top - g.top, local.left - g.left, spec.local_size, spec.local_size)),
+        downsample(region, spec.scale),
+        [inner.top, inner.left, inner.height, inner.width],
+    )
+
+
+@pytest.mark.parametrize("image_width", [None, 97])
+def test_multiscale_crops_flip_only_their_region_with_the_same_result(image_width) -> None:
+    """Flipping the global region instead of the whole image (less work) gives bit-identical crops."""
+    image = _gradient_image(151, 83, seed=4)  # odd sides: a mirrored offset that is off by one shows
+    spec = MultiScaleCrops(global_size=20, scale=2, local_size=24, image_width=image_width)
+    flipped = 0
+    for seed in range(40):
+        out = spec(image, np.random.default_rng(seed), 0)
+        local, global_crop, box = _multiscale_by_flipping_the_whole_image(spec, image, seed)
+        assert torch.equal(out.crop, local) and torch.equal(out.global_crop, global_crop)
+        assert out.box.tolist() == box
+        flipped += np.random.default_rng(seed).random() < 0.5
+    assert 5 < flipped < 35  # both branches were taken
+
+
 def test_multiscale_invalid_settings() -> None:
     image = _gradient_image(64, 64)
     with pytest.raises(ValueError, match="multiple of scale"):

@@ -1,7 +1,8 @@
 """Options that many subcommands share, each added by one function so that its flag and help are the same
 everywhere: ``-v/--verbose`` (:func:`add_verbosity`), ``--no-progress`` (:func:`add_progress`) and
 ``--device`` (:func:`add_device`), and the tiling options of the commands that translate large images
-(:func:`add_tiling`, read back with :func:`tiling_from_args`).
+and precision of the commands that translate large images (:func:`add_tiling`, read back with
+:func:`tiling_from_args`).
 
 A subcommand calls them in ``add_parser`` where it wants the options to appear in its ``--help``::
 
@@ -70,8 +71,8 @@ def add_device(
 
 
 def add_tiling(p: argparse.ArgumentParser) -> None:
-    """--tile, --tile-overlap, --tile-batch, --global-window (semst.tiling.Tiling)."""
-    group = p.add_argument_group("tiling (memory-bounded translation of large images)")
+    """--tile, --tile-overlap, --tile-batch, --global-window, --precision (semst.tiling.Tiling)."""
+    group = p.add_argument_group("tiling and precision (memory-bounded translation of large images)")
     group.add_argument(
         "--tile",
         type=int,
@@ -93,7 +94,8 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "--tile-batch",
         type=int,
         metavar="N",
-        help="tiles translated at once; raise it on a GPU (default: 1 for multi-scale, 4 for single-scale)",
+        help="tiles (and multi-scale global windows) translated at once; raise it on a GPU (default: 1 for "
+        "multi-scale, 4 for single-scale)",
     )
     group.add_argument(
         "--global-window",
@@ -102,6 +104,13 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
         "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
     )
+    group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="autocast precision of the networks' passes: fp32 (default), bf16, or fp16 (CUDA only); outputs "
+        "are blended in float32 either way. bf16/fp16 outputs differ slightly from fp32's (docs/benchmarks.md)",
+    )
 
 
 TILING_FLAGS = {
@@ -109,19 +118,24 @@ TILING_FLAGS = {
     "overlap": "--tile-overlap",
     "batch": "--tile-batch",
     "global_window": "--global-window",
+    "precision": "--precision",
 }
 
 
 def tiling_from_args(translator, args: argparse.Namespace):
     """The translator's default tiling with the options given; impossible settings are refused, naming the
-    option, before any image is read."""
+    option, before any image is read (fp16 off CUDA among them)."""
     if args.global_window is not None and translator.kind != "multi-scale":
         raise ValueError(
             f"--global-window: {translator.checkpoint_path} is a single-scale model (one generator)"
         )
     try:
-        return translator.tiling(
-            tile=args.tile, overlap=args.tile_overlap, batch=args.tile_batch, global_window=args.global_window
+        tiling = translator.tiling(
+            tile=args.tile,
+            overlap=args.tile_overlap,
+            batch=args.tile_batch,
+            global_window=args.global_window,
+            precision=args.precision,
         )
     except ValueError as exc:
         message = str(exc)
@@ -129,3 +143,9 @@ def tiling_from_args(translator, args: argparse.Namespace):
             if message.startswith(f"tiling: {field} "):
                 raise ValueError(flag + message[len(f"tiling: {field}") :]) from None
         raise
+    if tiling.precision == "fp16" and translator.device.type != "cuda":
+        raise ValueError(
+            f"--precision fp16 needs a CUDA device, but the translator runs on {translator.device.type}; "
+            "use bf16 or fp32"
+        )
+    return tiling

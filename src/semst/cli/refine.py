@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
@@ -33,7 +34,10 @@ def add_parser(subparsers) -> None:
         "only its data root. Label maps are validated first (readable, the image's size, ids of the data "
         "set's table or 255). Resumable: run it again to finish an interrupted run; no half-written image is "
         "ever left. --out/refine.json names the checkpoint (SHA-256, step) that made every output; a run into "
-        "a folder made by another checkpoint is refused, and the folder is locked while refine runs.",
+        "a folder made by another checkpoint is refused, and the folder is locked while refine runs. Under "
+        "torchrun (torchrun --nproc_per_node N [--nnodes M ...] -m semst refine ...) the images are shared out "
+        "among the processes, one GPU each, and one manifest is merged at the end; the output folder must be "
+        "on a file system all machines share.",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         format_quality,
         refine_dataset,
     )
-    from semst.runtime import resolve_device
+    from semst.runtime import SHARD_TIMEOUT, init_distributed, resolve_device, shutdown_distributed
     from semst.translators import Translator
 
     dataset = open_dataset(args.dataset)
@@ -147,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     samples, splits = _samples(dataset, args.split)
     if args.limit is not None:
         samples = samples[: max(0, args.limit)]
-    check_outputs_against_inputs(samples, out)
+    check_outputs_against_inputs(samples, out, int(os.environ.get("WORLD_SIZE", "1")))
     if args.check_with is not None and not any(sample.label is not None for sample in samples):
         raise RefineError(
             f"--check-with scores refined frames against their labels, but the {dataset.name} data set at "
@@ -157,26 +161,34 @@ def run(args: argparse.Namespace) -> int:
     quality = _quality_gate(args, dataset, device)
     translator = Translator.from_checkpoint(args.checkpoint, device=device)
     tiling = tiling_from_args(translator, args)
-    report = refine_dataset(
-        translator,
-        samples,
-        out,
-        root=dataset.root,
-        description={
-            "name": dataset.name,
-            "root": str(dataset.root),
-            "split": args.split or "all",
-            "splits": splits,
-        },
-        link_labels=args.link_labels,
-        progress=not args.no_progress,
-        tiling=tiling,
-        dataset=dataset,
-        bad_labels=args.bad_labels,
-        quality=quality,
-    )
+    shards = init_distributed(device, timeout=SHARD_TIMEOUT)  # one process unless under torchrun
+    try:
+        report = refine_dataset(
+            translator,
+            samples,
+            out,
+            root=dataset.root,
+            description={
+                "name": dataset.name,
+                "root": str(dataset.root),
+                "split": args.split or "all",
+                "splits": splits,
+            },
+            link_labels=args.link_labels,
+            progress=not args.no_progress,
+            tiling=tiling,
+            dataset=dataset,
+            bad_labels=args.bad_labels,
+            quality=quality,
+            shards=shards,
+        )
+    finally:
+        shutdown_distributed()
+    if not shards.is_main:  # process 0 reports for the whole job
+        return 0 if report.ok else 1
+    processes = f" by {shards.world_size} processes" if shards.enabled else ""
     print(
-        f"refined {dataset.name} ({', '.join(splits)}) into {out}: {report.written} written, "
+        f"refined {dataset.name} ({', '.join(splits)}) into {out}{processes}: {report.written} written, "
         f"{report.skipped} already there, {report.labels} label maps, {len(report.failed)} failed; "
         f"manifest {out / MANIFEST}"
     )

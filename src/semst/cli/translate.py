@@ -22,7 +22,9 @@ def add_parser(subparsers) -> None:
         "above --max-pixels are reported and skipped; the exit status is 1 if any image failed. Nothing is "
         "written over an input: an output folder that holds an input image or the checkpoint is refused. "
         f"Single-scale models translate images of more than {AUTO_TILE_SIDE}x{AUTO_TILE_SIDE} pixels in "
-        "1024 px tiles automatically (see --tile).",
+        "1024 px tiles automatically (see --tile). Under torchrun (torchrun --nproc_per_node N [--nnodes M ...] "
+        "-m semst translate ...) the files are shared out among the processes, one GPU each, and process 0 "
+        "prints the summary; run it again with --no-overwrite to finish a stopped run.",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from semst import checkpoint as ckpt
     from semst.inference import panel_paths, plan_outputs, translate_files
     from semst.overlap import refuse_overlap
+    from semst.runtime import SHARD_TIMEOUT, init_distributed, shutdown_distributed
     from semst.translators import Translator
 
     if args.max_pixels is not None and args.max_pixels < 1:
@@ -80,19 +83,27 @@ def run(args: argparse.Namespace) -> int:
             f"--fusion-panels: {translator.checkpoint_path} is a single-scale model (one generator)"
         )
     tiling = tiling_from_args(translator, args)
-    report = translate_files(
-        translator,
-        args.inputs,
-        args.output,
-        tiling=tiling,
-        ext=args.ext,
-        overwrite=not args.no_overwrite,
-        progress=not args.no_progress,
-        fusion_dir=args.fusion_panels,
-        max_pixels=args.max_pixels,
-    )
+    shards = init_distributed(translator.device, timeout=SHARD_TIMEOUT)  # one process unless under torchrun
+    try:
+        report = translate_files(
+            translator,
+            args.inputs,
+            args.output,
+            tiling=tiling,
+            ext=args.ext,
+            overwrite=not args.no_overwrite,
+            progress=not args.no_progress,
+            fusion_dir=args.fusion_panels,
+            max_pixels=args.max_pixels,
+            shards=shards,
+        )
+    finally:
+        shutdown_distributed()
+    if not shards.is_main:  # process 0 reports for the whole job
+        return 0 if report.ok else 1
     print(
         f"translated {len(report.written)} image(s) into {args.output}"
+        + (f" by {shards.world_size} processes" if shards.enabled else "")
         + (f", skipped {len(report.skipped)} existing" if report.skipped else "")
         + (f", {len(report.failed)} failed" if report.failed else "")
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from semst.files import atomic_write
 
@@ -242,8 +242,13 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with Image.open(path) as opened:
             opened.load()
-            # exif_transpose returns a new image (a copy if nothing needs rotating), not the file-backed one.
-            upright = ImageOps.exif_transpose(opened)
+            if opened.readonly or opened.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+                # A new image: rotated, or a copy of one that is only a view of the file (memory-mapped).
+                upright = ImageOps.exif_transpose(opened)
+            else:
+                # Decoded into memory of its own, and the file is closed when the block ends: no copy needed
+                # (exif_transpose would copy the whole image here).
+                upright = opened
         return convert_to_rgb(upright)
     except Exception as error:
         raise ImageLoadError(path, f"{type(error).__name__}: {error}") from error

@@ -269,8 +269,7 @@ class MultiScaleCrops:
         if self.image_width is not None:
             image = _scale_width(image, self.image_width)
         image = _upscale_to_cover(image, self.region)
-        if self.flip and rng.random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped = self.flip and rng.random() < 0.5
         boxes = sample_multiscale_crops(
             image.height,
             image.width,
@@ -280,8 +279,14 @@ class MultiScaleCrops:
             rng=rng,
         )
         g = boxes.global_box
-        # Only the global region is converted to a tensor; the local crop is cut from it.
-        region = image_to_tensor(image.crop((g.left, g.top, g.left + g.width, g.top + g.height)))
+        # The boxes are drawn on the flipped image (same size). Only the global region is cut and flipped,
+        # not the whole image (a mirror image is a permutation of pixels: the same values either way), and
+        # only the region becomes a tensor; the local crop is cut from it.
+        left = image.width - g.left - g.width if flipped else g.left
+        window = image.crop((left, g.top, left + g.width, g.top + g.height))
+        if flipped:
+            window = window.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        region = image_to_tensor(window)
         local_in_region = Box(
             boxes.local_box.top - g.top, boxes.local_box.left - g.left, self.local_size, self.local_size
         )

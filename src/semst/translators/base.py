@@ -6,7 +6,9 @@ global and local generators with their scale attention) and computes with them i
 - ``forward(x)``: a whole (B, 3, H, W) batch in [-1, 1] of any size, in one pass. Traceable: `semst.export`
   writes exactly this as ONNX or TorchScript.
 - ``translate_tensor(x, tiling)``: the same computation in memory-bounded tiles (`semst.tiling.Tiling`);
-  an image that fits in one tile gives ``forward``'s result.
+  an image that fits in one tile gives ``forward``'s result. The passes run under the autocast of
+  ``tiling.precision`` (this method is the one place that sets it; subclasses implement ``_translate_tensor``);
+  the output is float32.
 - ``training_forward(batch, ...)``: the same networks on a training batch of crops
   (`semst.data.batch.Batch`), returning what the losses need: the images the discriminator judges with
   their weights, and per branch the generator, its inputs, outputs and encoder features (`TrainingForward`).
@@ -19,6 +21,7 @@ its weights; a loaded translator carries its provenance in ``checkpoint_path`` a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -224,11 +227,11 @@ class Translator(nn.Module):
     def default_tiling(self) -> Tiling:
         raise NotImplementedError
 
-    def tiling(self, **overrides: int | None) -> Tiling:
+    def tiling(self, **overrides: int | str | None) -> Tiling:
         """The default tiling with the given settings replaced (None keeps a default); checked.
 
         Args:
-            overrides: ``tile``, ``overlap``, ``batch``, ``global_window``.
+            overrides: ``tile``, ``overlap``, ``batch``, ``global_window``, ``precision``.
         """
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(self.default_tiling(), **given)
@@ -237,7 +240,31 @@ class Translator(nn.Module):
         self, x: torch.Tensor, tiling: Tiling | None = None, *, progress: bool = False
     ) -> torch.Tensor:
         """Translate (B, 3, H, W) in [-1, 1] of any size with bounded memory (``tiling``, default
-        `default_tiling`); returns the same shape in [-1, 1] on ``x``'s device."""
+        `default_tiling`); returns the same shape in [-1, 1], float32, on ``x``'s device.
+
+        The networks run under the autocast of ``tiling.precision`` (bf16/fp16 convolutions; the blended
+        canvases stay float32).
+
+        Raises:
+            ValueError: A batch that is not (B, 3, H, W), or a precision this device cannot run (fp16 off CUDA).
+        """
+        self._check_batch(x)
+        tiling = self.default_tiling() if tiling is None else tiling
+        with torch.no_grad(), self.autocast(tiling):
+            return self._translate_tensor(x, tiling, progress=progress).float()
+
+    def autocast(self, tiling: Tiling) -> contextlib.AbstractContextManager:
+        """The autocast context of ``tiling.precision`` on this translator's device.
+
+        Raises:
+            ValueError: fp16 on a device other than CUDA.
+        """
+        from semst.runtime import autocast
+
+        return autocast(self.device, tiling.precision)
+
+    def _translate_tensor(self, x: torch.Tensor, tiling: Tiling, *, progress: bool) -> torch.Tensor:
+        """`translate_tensor` without the checks and the autocast (subclasses)."""
         raise NotImplementedError
 
     @property

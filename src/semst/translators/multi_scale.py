@@ -15,7 +15,8 @@ The same three steps run everywhere, with different cuts of the image:
   crop (`semst.multiscale.fusion.crop_to_boxes`) before the fusion;
 - ``forward``: the whole image, in one pass (what `semst.export` writes);
 - ``translate_tensor``: the whole image with bounded memory: the global pass over the downsampled image in
-  windows of ``tiling.global_window``, the local pass in ``tiling.tile`` tiles, both blended by
+  windows of ``tiling.global_window``, the local pass in ``tiling.tile`` tiles (both ``tiling.batch`` at a
+  time, under the autocast of ``tiling.precision``), both blended by
   `semst.tiling.tiled_apply`, and the fusion band by band (`semst.multiscale.fusion.upsample_rows`), so no
   full-resolution copy of the global maps is ever held. Beyond the input and the output, memory holds one
   tile batch and one global window: it does not grow with the image size.
@@ -211,7 +212,8 @@ class MultiScaleTranslator(Translator):
         return Tiling(tile=tile, overlap=tile // 4, batch=1, global_window=2 * ms.global_size)
 
     def _global_maps(self, image: torch.Tensor, tiling: Tiling, progress: bool) -> torch.Tensor:
-        """Y_g and M_s of one (1, 3, H, W) image at its downsampled size, (1, 4, h, w), in windows."""
+        """Y_g and M_s of one (1, 3, H, W) image at its downsampled size, (1, 4, h, w), in windows, ``tiling.batch``
+        at a time (a global window costs what a local tile of the same side costs)."""
         low = downsample(image, self.scale)  # (1, 3, h, w)
         window = tiling.global_window or max(low.shape[-2:])
         return tiled_apply(
@@ -219,7 +221,7 @@ class MultiScaleTranslator(Translator):
             low,
             tile=window,
             overlap=min(window // 8, window - 1),
-            batch_size=1,
+            batch_size=tiling.batch,
             multiple=self.generator_global.size_multiple,
             out_channels=4,
             device=self.device,
@@ -241,12 +243,7 @@ class MultiScaleTranslator(Translator):
             progress=progress,
         )
 
-    @torch.no_grad()
-    def translate_tensor(
-        self, x: torch.Tensor, tiling: Tiling | None = None, *, progress: bool = False
-    ) -> torch.Tensor:
-        self._check_batch(x)
-        tiling = self.default_tiling() if tiling is None else tiling
+    def _translate_tensor(self, x: torch.Tensor, tiling: Tiling, *, progress: bool) -> torch.Tensor:
         results = []
         for image in x:
             image = image[None].float()  # (1, 3, H, W), stays where it is; tiles move to the device
@@ -274,9 +271,10 @@ class MultiScaleTranslator(Translator):
             tiling = self.default_tiling() if tiling is None else tiling
             x = image_to_tensor(convert_to_rgb(image)).unsqueeze(0)  # (1, 3, H, W)
             height, width = x.shape[-2:]
-            up = upsample_by(self._global_maps(x, tiling, False), self.scale)[..., :height, :width]
-            local = self._local(x, tiling, False)  # (1, 3, H, W)
-            fused = fuse(local, up[:, :3], up[:, 3:])
+            with self.autocast(tiling):
+                up = upsample_by(self._global_maps(x, tiling, False), self.scale)[..., :height, :width]
+                local = self._local(x, tiling, False)  # (1, 3, H, W)
+                fused = fuse(local, up[:, :3], up[:, 3:])
         finally:
             self.train(was_training)
         parts = {"global": up[:, :3], "local": local, "fused": fused}

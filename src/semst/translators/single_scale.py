@@ -96,12 +96,7 @@ class SingleScaleTranslator(Translator):
         With a tile: overlap 64, 4 tiles at a time. Images above `AUTO_TILE_PIXELS` get `AUTO_TILING`."""
         return Tiling(tile=None, overlap=64, batch=4, global_window=None)
 
-    @torch.no_grad()
-    def translate_tensor(
-        self, x: torch.Tensor, tiling: Tiling | None = None, *, progress: bool = False
-    ) -> torch.Tensor:
-        self._check_batch(x)
-        tiling = self.default_tiling() if tiling is None else tiling
+    def _translate_tensor(self, x: torch.Tensor, tiling: Tiling, *, progress: bool) -> torch.Tensor:
         if tiling.global_window is not None:
             raise ValueError(
                 "a global window needs a multi-scale translator (this one has a single generator)"
@@ -117,7 +112,7 @@ class SingleScaleTranslator(Translator):
             )
             tiling = AUTO_TILING
         if tiling.tile is None:
-            return self(x.to(self.device, torch.float32)).to(x.device)
+            return self(x.to(self.device, torch.float32)).to(x.device, torch.float32)
         tiles = [
             tiled_apply(
                 self.generator,

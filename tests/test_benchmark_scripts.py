@@ -1,0 +1,100 @@
+"""The benchmark scripts run (at tiny sizes: these check that they work, not how fast anything is).
+
+Marked ``slow``; the CUT comparison also needs a checkout of CUT's code, named by ``SEMST_CUT_CHECKOUT``
+(``git clone https://github.com/taesungp/contrastive-unpaired-translation``), and is skipped without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+SPECS = (
+    "decode",
+    "single-scale",
+    "single-scale-crop",
+    "multi-scale",
+    "multi-scale-width",
+    "multi-scale-stored-at-width",
+)
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SEMST_CUT_CHECKOUT"), reason="SEMST_CUT_CHECKOUT names no CUT checkout"
+)
+def test_cut_comparison_runs_one_tiny_step_of_every_variant(tmp_path):
+    result = _run(
+        "cut_comparison.py",
+        "--size", "64", "--base-channels", "8", "--num-patches", "32",
+        "--steps", "1", "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "out.json").read_text())
+    assert sorted(figures["median_s"]) == ["cut", "cut-code", "semst", "semst-ms"]
+    assert all(len(times) == 1 and times[0] > 0 for times in figures["times_s"].values())
+    assert "x CUT's code" in result.stdout
+
+
+def test_cut_comparison_names_a_folder_that_is_not_cut(tmp_path):
+    result = _run("cut_comparison.py", str(tmp_path), "--steps", "1", "--warmup", "0")
+    assert result.returncode != 0 and "is not a checkout of CUT" in result.stderr
+
+
+def test_input_pipeline_runs_at_tiny_size(tmp_path):
+    result = _run(
+        "input_pipeline.py",
+        "--width", "160", "--height", "96", "--images", "2", "--passes", "1", "--workers", "0,1",
+        "--crop-size", "32", "--load-size", "36", "--global-size", "32", "--local-size", "32", "--image-width", "128",
+        "--steps-per-second", "4", "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "out.json").read_text())
+    assert [row["spec"] for row in figures["results"]] == [
+        "decode",
+        *[spec for spec in SPECS[1:] for _ in (0, 1)],
+    ]
+    assert all(row["images_per_second"] > 0 for row in figures["results"])
+    assert "workers for 4 steps/s" in result.stdout
+
+
+def test_translate_fullres_takes_the_tile_batch_and_precision(tmp_path):
+    result = _run(
+        "translate_fullres.py",
+        "--sizes", "72x40", "--modes", "multiscale,single-whole,single-tiled", "--tile-batch", "2",
+        "--precision", "bf16", "--threads", "1", "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [row["mode"] for row in rows] == ["multiscale", "single-whole", "single-tiled"]
+    assert all("error" not in row and row["tile_batch"] == 2 and row["precision"] == "bf16" for row in rows)
+
+
+def test_gpu_check_dry_run_lists_every_part(tmp_path):
+    env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "SEMST_CUT_CHECKOUT": str(tmp_path / "cut")}
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status = (tmp_path / "out" / "status.txt").read_text()
+    for part in (
+        "pytest_gpu",
+        "train_step_bf16",
+        "cut_bf16_compile",
+        "translate_multiscale_bf16_batch8",
+        "input_pipeline",
+    ):
+        assert f"{part}: not run (dry run)" in status
+    assert (tmp_path / "out" / "summary.md").is_file()
