@@ -164,6 +164,22 @@ def test_worker_processes_give_the_same_scores(prepared, tmp_path):
     }
 
 
+def test_a_variant_that_only_tiles_differently_reuses_the_training(world, complete, tmp_path):
+    directory = tmp_path / "study"
+    shutil.copytree(complete, directory)
+    tiled = replace(VARIANTS["CUT"], name="CUT-tiled", tiling={"tile": 32, "overlap": 16})
+    study = Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], VARIANTS["CUT"], tiled)))
+    assert study.trained_by(tiled) is study.spec.variants[1]
+    checkpoints = sorted(directory.rglob("*.safetensors"))
+    results = study.run(progress=False)
+    assert [(r["variant"], r["seed"]) for r in results] == [("CUT-tiled", 0), ("CUT-tiled", 1)]
+    assert sorted(directory.rglob("*.safetensors")) == checkpoints  # nothing was trained again
+    for result in results:
+        assert result["checkpoint"] == f"runs/CUT/seed{result['seed']}/checkpoints/step_000000002.safetensors"
+        assert not (directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "checkpoints").exists()
+        assert len(list((directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "translated").rglob("*.png"))) == 2
+
+
 def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)

@@ -296,6 +296,14 @@ class Study:
 
     # --- runs -----------------------------------------------------------------------------------------------
 
+    def trained_by(self, variant: Variant) -> Variant:
+        """The first variant of the study that trains exactly as ``variant`` does (same preset and
+        overrides): its runs hold the checkpoints that ``variant`` translates with."""
+        return next(
+            v for v in (*self.spec.variants, variant)
+            if (v.preset, v.overrides) == (variant.preset, variant.overrides)
+        )
+
     def pending(self, shard: tuple[int, int] = (0, 1)) -> list[tuple[Variant, int]]:
         """This shard's runs without scores yet."""
         return [
@@ -326,7 +334,14 @@ class Study:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             # Longest runs first (a multi-scale step costs about two single-scale ones), so that the
             # last runs to finish are short ones and no worker idles while one long run goes on alone.
-            todo = sorted(todo, key=lambda run: -2 if run[0].multiscale(self.spec.scale) else -1)
+            # Variants that reuse another's training go last, when that training is (mostly) done.
+            todo = sorted(
+                todo,
+                key=lambda run: (
+                    self.trained_by(run[0]) is not run[0],
+                    -2 if run[0].multiscale(self.spec.scale) else -1,
+                ),
+            )
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
                 futures = {
@@ -364,12 +379,17 @@ class Study:
             target=data.target,
             seed=seed,
         )
+        # A variant that differs from an earlier one only in how it translates (its tiling) translates
+        # with that variant's trained checkpoints; the lock makes a second process wait for the training.
+        trainer = self.trained_by(variant)
+        train_dir = self.run_dir(trainer.name, seed)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
-        checkpoint = _finished_checkpoint(run_dir, config.train.max_steps)
-        if checkpoint is None:
-            resume = any((run_dir / "checkpoints").glob(f"*{ckpt.SUFFIX}"))
-            checkpoint = train(config, run_dir, resume=resume, progress=progress)
+        with FolderLock(self.directory / "locks" / f"{trainer.name}-seed{seed}", "semst study", wait=True):
+            checkpoint = _finished_checkpoint(train_dir, config.train.max_steps)
+            if checkpoint is None:
+                resume = any((train_dir / "checkpoints").glob(f"*{ckpt.SUFFIX}"))
+                checkpoint = train(config, train_dir, resume=resume, progress=progress)
         seconds["train"] = time.perf_counter() - start
 
         start = time.perf_counter()
