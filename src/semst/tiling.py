@@ -56,6 +56,10 @@ class Tiling:
             or None for one pass over the whole downsampled image.
         precision: autocast precision of the networks' passes: ``fp32`` (none), ``bf16``, or ``fp16`` (CUDA
             only). The blended canvases and the output are float32 whatever it is.
+        width: translate at this image width: the image is resized to it (aspect kept, antialiased) before
+            the passes and the result back to the image's size after them; 0 = at the size given. A
+            translator that trained on images resized to a width (``multiscale.image_width``, CUT's
+            ``scale_width``) defaults to that width, so that it sees objects at the scale it learnt.
     """
 
     tile: int | None = None
@@ -63,8 +67,11 @@ class Tiling:
     batch: int = 4
     global_window: int | None = None
     precision: str = "fp32"
+    width: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 0:
+            raise ValueError(f"tiling: width must be a number of pixels (0: as given), got {self.width!r}")
         for name in ("tile", "global_window"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

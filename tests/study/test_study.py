@@ -177,7 +177,14 @@ def test_a_variant_that_only_tiles_differently_reuses_the_training(world, comple
     for result in results:
         assert result["checkpoint"] == f"runs/CUT/seed{result['seed']}/checkpoints/step_000000002.safetensors"
         assert not (directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "checkpoints").exists()
-        assert len(list((directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "translated").rglob("*.png"))) == 2
+        assert (
+            len(
+                list(
+                    (directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "translated").rglob("*.png")
+                )
+            )
+            == 2
+        )
 
 
 def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):

@@ -71,7 +71,7 @@ def add_device(
 
 
 def add_tiling(p: argparse.ArgumentParser) -> None:
-    """--tile, --tile-overlap, --tile-batch, --global-window, --precision (semst.tiling.Tiling)."""
+    """--tile, --tile-overlap, --tile-batch, --global-window, --width, --precision (semst.tiling.Tiling)."""
     group = p.add_argument_group("tiling and precision (memory-bounded translation of large images)")
     group.add_argument(
         "--tile",
@@ -105,6 +105,14 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
     )
     group.add_argument(
+        "--width",
+        type=int,
+        metavar="PX",
+        help="translate at this image width (aspect kept; the result is resized back to the input's size); "
+        "0 = at the input's own size (default: the width the model trained at when its training images "
+        "were resized to one, multiscale.image_width or CUT's scale_width, else 0)",
+    )
+    group.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default=None,
@@ -118,6 +126,7 @@ TILING_FLAGS = {
     "overlap": "--tile-overlap",
     "batch": "--tile-batch",
     "global_window": "--global-window",
+    "width": "--width",
     "precision": "--precision",
 }
 
@@ -135,6 +144,7 @@ def tiling_from_args(translator, args: argparse.Namespace):
             overlap=args.tile_overlap,
             batch=args.tile_batch,
             global_window=args.global_window,
+            width=args.width,
             precision=args.precision,
         )
     except ValueError as exc:

@@ -300,7 +300,8 @@ class Study:
         """The first variant of the study that trains exactly as ``variant`` does (same preset and
         overrides): its runs hold the checkpoints that ``variant`` translates with."""
         return next(
-            v for v in (*self.spec.variants, variant)
+            v
+            for v in (*self.spec.variants, variant)
             if (v.preset, v.overrides) == (variant.preset, variant.overrides)
         )
 

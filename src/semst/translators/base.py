@@ -30,6 +30,7 @@ from typing import ClassVar, TypeVar
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from semst import checkpoint as ckpt
 from semst.config import ConfigError, ExperimentConfig, GeneratorConfig
@@ -243,15 +244,22 @@ class Translator(nn.Module):
         `default_tiling`); returns the same shape in [-1, 1], float32, on ``x``'s device.
 
         The networks run under the autocast of ``tiling.precision`` (bf16/fp16 convolutions; the blended
-        canvases stay float32).
+        canvases stay float32), at the image width ``tiling.width`` (the result is resized back).
 
         Raises:
             ValueError: A batch that is not (B, 3, H, W), or a precision this device cannot run (fp16 off CUDA).
         """
         self._check_batch(x)
         tiling = self.default_tiling() if tiling is None else tiling
+        size = tuple(x.shape[-2:])
+        if tiling.width and tiling.width != size[1]:
+            height = max(1, round(size[0] * tiling.width / size[1]))
+            x = F.interpolate(x, size=(height, tiling.width), mode="bilinear", antialias=True)
         with torch.no_grad(), self.autocast(tiling):
-            return self._translate_tensor(x, tiling, progress=progress).float()
+            y = self._translate_tensor(x, tiling, progress=progress).float()
+        if tuple(y.shape[-2:]) != size:
+            y = F.interpolate(y, size=size, mode="bilinear", antialias=True).clamp(-1, 1)
+        return y
 
     def autocast(self, tiling: Tiling) -> contextlib.AbstractContextManager:
         """The autocast context of ``tiling.precision`` on this translator's device.

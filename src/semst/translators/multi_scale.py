@@ -200,7 +200,8 @@ class MultiScaleTranslator(Translator):
 
     def default_tiling(self) -> Tiling:
         """Local tiles of ``max(512, local_size)`` pixels overlapping by a quarter, one at a time, and global
-        windows of ``2 * global_size``.
+        windows of ``2 * global_size``; at the width the model trained at (``multiscale.image_width``), if
+        it was trained on resized images.
 
         Larger tiles come closer to a whole-image pass (instance norm sees more of the image, so neighbouring
         tiles agree and no seams show; docs/design.md has the measurement); 512 is the largest size whose
@@ -209,7 +210,13 @@ class MultiScaleTranslator(Translator):
         """
         ms = self.config.multiscale
         tile = max(512, ms.local_size)
-        return Tiling(tile=tile, overlap=tile // 4, batch=1, global_window=2 * ms.global_size)
+        return Tiling(
+            tile=tile,
+            overlap=tile // 4,
+            batch=1,
+            global_window=2 * ms.global_size,
+            width=ms.image_width or 0,
+        )
 
     def _global_maps(self, image: torch.Tensor, tiling: Tiling, progress: bool) -> torch.Tensor:
         """Y_g and M_s of one (1, 3, H, W) image at its downsampled size, (1, 4, h, w), in windows, ``tiling.batch``

@@ -93,8 +93,12 @@ class SingleScaleTranslator(Translator):
 
     def default_tiling(self) -> Tiling:
         """Whole images in one pass: tiles change instance-norm statistics (use them where memory demands).
-        With a tile: overlap 64, 4 tiles at a time. Images above `AUTO_TILE_PIXELS` get `AUTO_TILING`."""
-        return Tiling(tile=None, overlap=64, batch=4, global_window=None)
+        With a tile: overlap 64, 4 tiles at a time. Images above `AUTO_TILE_PIXELS` get `AUTO_TILING`.
+        A model trained on images scaled to a width (``data.preprocess`` ``scale_width*``) translates at
+        that width (``data.load_size``)."""
+        data = self.config.data
+        width = data.load_size if data.preprocess in ("scale_width", "scale_width_and_crop") else 0
+        return Tiling(tile=None, overlap=64, batch=4, global_window=None, width=width)
 
     def _translate_tensor(self, x: torch.Tensor, tiling: Tiling, *, progress: bool) -> torch.Tensor:
         if tiling.global_window is not None:
