@@ -13,6 +13,6 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if "%(default)" in text or "default:" in text or not action.option_strings:
             return text
-        if action.default in (None, False, [], argparse.SUPPRESS):
-            return text
+        if action.default in (None, False, [], argparse.SUPPRESS) or action.nargs == 0:
+            return text  # flags (store_true/false/const) say what they do, not a default
         return f"{text} (default: %(default)s)"

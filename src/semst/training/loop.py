@@ -131,7 +131,7 @@ def _prune_checkpoints(folder: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) -> Path | None:
+def prepare_run_dir(run_dir: Path, *, resume: bool) -> Path | None:
     """Check ``run_dir`` for a new or resumed run; returns the checkpoint to resume from (or None)."""
     if resume:
         latest = ckpt.resolve_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
@@ -408,7 +408,7 @@ def build_run(
 def _build_run(
     config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool, lock: FolderLock | None
 ) -> TrainingRun:
-    resume_from = prepare_run_dir(run_dir, config, resume=resume)
+    resume_from = prepare_run_dir(run_dir, resume=resume)
     if resume_from is not None:
         saved = ExperimentConfig.from_dict(ckpt.read_metadata(resume_from)["config"], source=str(resume_from))
         check_resumable(saved, config, resume_from)
