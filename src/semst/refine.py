@@ -46,10 +46,10 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -62,6 +62,9 @@ from semst.files import atomic_path, remove_temporaries, write_json
 from semst.locking import LOCK_NAME, FolderLock
 from semst.runtime import Distributed, check_precision
 from semst.tiling import Tiling
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger("semst.refine")
 
@@ -505,6 +508,9 @@ def _first(item: tuple) -> int:
     return item[0]
 
 
+# --- the refine job ---------------------------------------------------------------------------------------
+
+
 def refine_dataset(
     model,
     samples: Sequence,
@@ -564,13 +570,7 @@ def refine_dataset(
         raise RefineError(
             "the quality gate scores refined frames against their labels, but no sample has one"
         )
-    created = not out.exists()
-    # Process 0 alone holds the folder's lock, for the whole job: the job's processes do not refuse each
-    # other, and another job (of one process or many) is refused at its process 0.
-    held: list[FolderLock] = []
-    shards.run_on_main(lambda: held.append(FolderLock(out, "semst refine").acquire()))
-    lock = held[0] if held else None
-    try:
+    with _job_lock(out, shards):
         return _refine_locked(
             model,
             samples,
@@ -586,6 +586,22 @@ def refine_dataset(
             producer=producer,
             shards=shards,
         )
+
+
+@contextlib.contextmanager
+def _job_lock(out: Path, shards: Distributed) -> Iterator[None]:
+    """Holds the lock of ``out`` for the whole job.
+
+    Process 0 alone holds it: the job's processes do not refuse each other, and another job (of one process or
+    many) is refused at its process 0 (`semst.locking.FolderLockedError`). If the job raises while the lock is
+    held, the lock is released and a folder that this attempt created is removed again, if it is empty.
+    """
+    created = not out.exists()
+    held: list[FolderLock] = []
+    shards.run_on_main(lambda: held.append(FolderLock(out, "semst refine").acquire()))
+    lock = held[0] if held else None
+    try:
+        yield
     except BaseException:
         if lock is not None:
             lock.release()
@@ -615,86 +631,33 @@ def _refine_locked(
     producer: dict,
     shards: Distributed,
 ) -> RefineReport:
-    def read() -> dict[str, dict]:
-        manifest, records = _read_records(out)
-        _check_producer(out, manifest, records, producer, samples)
-        if manifest is not None and _identity_key(manifest["producer"]) != _identity_key(producer):
-            return {}  # another producer's manifest without any output left: start afresh
-        return records
-
-    records = shards.run_on_main(read)
+    """`refine_dataset` once ``out`` is locked, step by step: what earlier runs left, the label maps, the
+    running manifest, each process's share of the images, then the merged report and the final manifest."""
+    records = shards.run_on_main(lambda: _records_to_keep(out, producer, samples))
     show = progress and shards.is_main  # one progress bar per job: process 0's share
-    everyone = range(len(samples))
-
-    # Label maps, each process checking its share; every process learns of every bad one.
-    check = dataset.check_label if dataset is not None else _check_train_id_label
-    mine = _bad_labels_of(samples, shards.shard(everyone), check, records, out, show)
-    bad = sorted((item for share in shards.all_gather_object(mine) for item in share), key=_first)
-    errors = [LabelError(Path(label), reason) for _, label, reason in bad]
-    if bad and bad_labels == "fail":
-        if len(bad) == 1:
-            raise RefineError(
-                f"{errors[0]}; nothing was refined: fix it, or pass --bad-labels skip to leave its sample out"
-            )
-        listed = "\n".join(f"  {error}" for error in errors[:_MAX_LISTED])
-        more = f"\n  ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else ""
-        raise RefineError(
-            f"{len(bad)} label maps cannot be used; nothing was refined: fix them, or pass --bad-labels skip to "
-            f"leave their samples out:\n{listed}{more}"
-        )
-    skipped_samples = {i for i, _, _ in bad}
-    for (i, _, _), error in zip(bad, errors):
-        if shards.is_main:
-            log.warning("left out %s: %s", samples[i].image, error)
+    bad = _checked_labels(samples, dataset, records, out, bad_labels=bad_labels, shards=shards, progress=show)
+    left_out = {i for i, _, _ in bad}
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    base = {
-        "format": "semst-refined",
-        "format_version": FORMAT_VERSION,
-        "dataset": description or {"root": str(root)},
-        "producer": producer,
-        "checkpoint": producer["checkpoint"],
-        "checkpoint_step": producer["checkpoint_step"],
-        "multiscale": model.kind == "multi-scale",
-        "tiling": producer["tiling"],
-        "labels": "hard links" if link_labels else "copies",
-        "samples": len(samples),
-        "processes": shards.world_size,
-    }
+    base = _manifest_base(
+        model,
+        samples,
+        root=root,
+        description=description,
+        link_labels=link_labels,
+        producer=producer,
+        processes=shards.world_size,
+    )
+    running = {**base, "status": "running", "started": started, "outputs": records}
+    shards.run_on_main(lambda: _start_run(out, samples, running))
 
-    def start() -> None:
-        for sample in samples:
-            reason = dangling_link(Path(sample.image))
-            if reason is not None:
-                log.warning("%s is %s; it cannot be refined", sample.image, reason)
-        removed = remove_temporaries(out, recursive=True)  # no process writes before this is done
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted refine", len(removed))
-        # The manifest names the producer before the first output is written; the journals then grow with it.
-        write_json(out / MANIFEST, {**base, "status": "running", "started": started, "outputs": records})
-        for journal in _journals(out):
-            journal.unlink(missing_ok=True)
-
-    shards.run_on_main(start)
-
-    # The images still to refine are dealt out in turn, so that a resumed job shares out what is left evenly;
-    # those already refined are shared the same way (the quality gate scores them, labels may be missing).
-    mine = [i for i in shards.shard(everyone) if i not in skipped_samples]
-    done_here = [
-        (i, _intact(out / samples[i].relative, records.get(Path(samples[i].relative).as_posix())))
-        for i in mine
-    ]
-    done = dict(item for share in shards.all_gather_object(done_here) for item in share)
-    todo = [i for i in everyone if i in done and not done[i]]
-    kept = [i for i in everyone if done.get(i)]
-    assigned = sorted(shards.shard(todo) + shards.shard(kept))
-
+    assigned, intact = _deal_out(samples, out, records, left_out, shards)
     load_label = dataset.load_label if dataset is not None else (lambda sample: load_label_map(sample.label))
     share = _refine_share(
         model,
         samples,
         assigned,
-        {i for i in assigned if done[i]},
+        intact,
         out,
         records=records,
         tiling=tiling,
@@ -707,6 +670,148 @@ def _refine_locked(
     )
     shares = shards.all_gather_object(share)
 
+    report = _merged_report(shares, bad, samples, quality, load_label)
+    for s in shares:
+        records.update(s.records)
+    report.missing = shards.run_on_main(
+        lambda: _finish_run(
+            out, samples, base, report, records, left_out=left_out, bad_labels=bad_labels, started=started
+        )
+    )
+    return report
+
+
+def _records_to_keep(out: Path, producer: dict, samples: Sequence) -> dict[str, dict]:
+    """The output records that earlier runs left in ``out`` (manifest and journals), once `_check_producer` has
+    refused a folder of another producer; none if another producer's manifest has no output left."""
+    manifest, records = _read_records(out)
+    _check_producer(out, manifest, records, producer, samples)
+    if manifest is not None and _identity_key(manifest["producer"]) != _identity_key(producer):
+        return {}  # another producer's manifest without any output left: start afresh
+    return records
+
+
+def _checked_labels(
+    samples: Sequence,
+    dataset,
+    records: dict,
+    out: Path,
+    *,
+    bad_labels: str,
+    shards: Distributed,
+    progress: bool,
+) -> list[tuple[int, str, str]]:
+    """Validates the label maps not yet copied intact into ``out``, each process checking its share; every
+    process learns of every bad one.
+
+    Returns:
+        The bad ones of the whole job, ``(sample index, label file, reason)`` in sample order; with
+        ``bad_labels="skip"`` process 0 warns of each sample left out.
+
+    Raises:
+        RefineError: A label map is bad and ``bad_labels="fail"``.
+    """
+    check = dataset.check_label if dataset is not None else _check_train_id_label
+    mine = _bad_labels_of(samples, shards.shard(range(len(samples))), check, records, out, progress)
+    bad = sorted((item for share in shards.all_gather_object(mine) for item in share), key=_first)
+    errors = [LabelError(Path(label), reason) for _, label, reason in bad]
+    if bad and bad_labels == "fail":
+        raise _bad_labels_error(errors)
+    if shards.is_main:
+        for (i, _, _), error in zip(bad, errors):
+            log.warning("left out %s: %s", samples[i].image, error)
+    return bad
+
+
+def _bad_labels_error(errors: Sequence[LabelError]) -> RefineError:
+    """The error that stops a run over bad label maps, naming each (at most `_MAX_LISTED`)."""
+    if len(errors) == 1:
+        return RefineError(
+            f"{errors[0]}; nothing was refined: fix it, or pass --bad-labels skip to leave its sample out"
+        )
+    listed = "\n".join(f"  {error}" for error in errors[:_MAX_LISTED])
+    more = f"\n  ... ({len(errors)} in all)" if len(errors) > _MAX_LISTED else ""
+    return RefineError(
+        f"{len(errors)} label maps cannot be used; nothing was refined: fix them, or pass --bad-labels skip to "
+        f"leave their samples out:\n{listed}{more}"
+    )
+
+
+def _manifest_base(
+    model,
+    samples: Sequence,
+    *,
+    root,
+    description: dict | None,
+    link_labels: bool,
+    producer: dict,
+    processes: int,
+) -> dict[str, Any]:
+    """The manifest's entries that the running and the final manifest share: the data set, the producer, the
+    labels' mode and the number of processes."""
+    return {
+        "format": "semst-refined",
+        "format_version": FORMAT_VERSION,
+        "dataset": description or {"root": str(root)},
+        "producer": producer,
+        "checkpoint": producer["checkpoint"],
+        "checkpoint_step": producer["checkpoint_step"],
+        "multiscale": model.kind == "multi-scale",
+        "tiling": producer["tiling"],
+        "labels": "hard links" if link_labels else "copies",
+        "samples": len(samples),
+        "processes": processes,
+    }
+
+
+def _start_run(out: Path, samples: Sequence, running: dict[str, Any]) -> None:
+    """Process 0's work before any output is written: dangling image links are reported, temporary files of
+    an interrupted refine removed, the ``running`` manifest written (it names the producer and holds every
+    record kept), and the journals of earlier runs, whose records it now holds, deleted."""
+    for sample in samples:
+        reason = dangling_link(Path(sample.image))
+        if reason is not None:
+            log.warning("%s is %s; it cannot be refined", sample.image, reason)
+    removed = remove_temporaries(out, recursive=True)  # no process writes before this is done
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted refine", len(removed))
+    # The manifest names the producer before the first output is written; the journals then grow with it.
+    write_json(out / MANIFEST, running)
+    for journal in _journals(out):
+        journal.unlink(missing_ok=True)
+
+
+def _deal_out(
+    samples: Sequence, out: Path, records: dict, left_out: set[int], shards: Distributed
+) -> tuple[list[int], set[int]]:
+    """This process's samples (indices, in order), and those of them whose image is already there, intact.
+
+    The images still to refine are dealt out in turn, so that a resumed job shares out what is left evenly;
+    those already refined are shared the same way (the quality gate scores them, labels may be missing).
+    ``left_out``: the samples of bad label maps, not refined.
+    """
+    everyone = range(len(samples))
+    mine = [i for i in shards.shard(everyone) if i not in left_out]
+    done_here = [
+        (i, _intact(out / samples[i].relative, records.get(Path(samples[i].relative).as_posix())))
+        for i in mine
+    ]
+    done = dict(item for share in shards.all_gather_object(done_here) for item in share)
+    todo = [i for i in everyone if i in done and not done[i]]
+    kept = [i for i in everyone if done.get(i)]
+    assigned = sorted(shards.shard(todo) + shards.shard(kept))
+    return assigned, {i for i in assigned if done[i]}
+
+
+def _merged_report(
+    shares: Sequence[_Share],
+    bad: Sequence[tuple[int, str, str]],
+    samples: Sequence,
+    quality: QualityGate | None,
+    load_label: Callable,
+) -> RefineReport:
+    """The report of the whole job from every process's share (lists in sample order) and the bad label maps,
+    with the quality gate's summary over the scores of all shares; ``missing`` is left for `_finish_run`."""
     report = RefineReport(
         written=sum(s.written for s in shares),
         skipped=sum(s.skipped for s in shares),
@@ -717,51 +822,82 @@ def _refine_locked(
         dropped=_merged(shares, "dropped"),
         flagged=_merged(shares, "flagged"),
     )
-    for s in shares:
-        records.update(s.records)
     if quality is not None:
         position = {Path(sample.relative).as_posix(): i for i, sample in enumerate(samples)}
         scorer = _Scorer.merge(quality, load_label, [s.scores for s in shares], position)
         report.quality = scorer.summary(report.flagged, report.dropped)
-
-    def finish() -> list[str]:
-        # Final check: every sample has its outputs (apart from those left out on purpose).
-        left_out = set(report.dropped)
-        missing = []
-        for i, sample in enumerate(samples):
-            if i in skipped_samples or Path(sample.relative).as_posix() in left_out:
-                continue
-            if not (out / sample.relative).is_file():
-                missing.append(str(sample.relative))
-            elif sample.label is not None and not (out / sample.label_relative).is_file():
-                missing.append(str(sample.label_relative))
-        ok = not report.failed and not missing
-        manifest = {
-            **base,
-            "status": "complete" if ok else "incomplete",
-            "written": report.written,
-            "skipped_existing": report.skipped,
-            "rewritten": report.rewritten,
-            "labels_written": report.labels,
-            "failed": [{"image": image, "reason": reason} for image, reason in report.failed],
-            "missing": missing,
-            "bad_labels": {
-                "mode": bad_labels,
-                "skipped": [{"label": label, "reason": reason} for label, reason in report.bad_labels],
-            },
-            "started": started,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        if report.quality is not None:
-            manifest["quality"] = report.quality
-        manifest["outputs"] = {name: records[name] for name in sorted(records) if (out / name).exists()}
-        write_json(out / MANIFEST, manifest)
-        for journal in _journals(out):
-            journal.unlink(missing_ok=True)  # every record is in the manifest now
-        return missing
-
-    report.missing = shards.run_on_main(finish)
     return report
+
+
+def _finish_run(
+    out: Path,
+    samples: Sequence,
+    base: dict[str, Any],
+    report: RefineReport,
+    records: dict[str, dict],
+    *,
+    left_out: set[int],
+    bad_labels: str,
+    started: str,
+) -> list[str]:
+    """Process 0's last work: checks that every sample has its outputs, writes the final manifest and deletes
+    the journals, whose records it now holds. Returns the outputs missing."""
+    missing = _missing_outputs(samples, out, left_out, set(report.dropped))
+    write_json(out / MANIFEST, _final_manifest(out, base, report, records, missing, bad_labels, started))
+    for journal in _journals(out):
+        journal.unlink(missing_ok=True)  # every record is in the manifest now
+    return missing
+
+
+def _missing_outputs(samples: Sequence, out: Path, left_out: set[int], dropped: set[str]) -> list[str]:
+    """The outputs (images, then their labels) absent from ``out``, apart from those left out on purpose:
+    samples of bad label maps (``left_out``, indices) and frames the quality gate dropped (``dropped``)."""
+    missing = []
+    for i, sample in enumerate(samples):
+        if i in left_out or Path(sample.relative).as_posix() in dropped:
+            continue
+        if not (out / sample.relative).is_file():
+            missing.append(str(sample.relative))
+        elif sample.label is not None and not (out / sample.label_relative).is_file():
+            missing.append(str(sample.label_relative))
+    return missing
+
+
+def _final_manifest(
+    out: Path,
+    base: dict[str, Any],
+    report: RefineReport,
+    records: dict[str, dict],
+    missing: list[str],
+    bad_labels: str,
+    started: str,
+) -> dict[str, Any]:
+    """The manifest of a finished job: its counts, failures and missing outputs, the quality gate's summary,
+    and the record of every output still in ``out``, sorted by name."""
+    ok = not report.failed and not missing
+    manifest = {
+        **base,
+        "status": "complete" if ok else "incomplete",
+        "written": report.written,
+        "skipped_existing": report.skipped,
+        "rewritten": report.rewritten,
+        "labels_written": report.labels,
+        "failed": [{"image": image, "reason": reason} for image, reason in report.failed],
+        "missing": missing,
+        "bad_labels": {
+            "mode": bad_labels,
+            "skipped": [{"label": label, "reason": reason} for label, reason in report.bad_labels],
+        },
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if report.quality is not None:
+        manifest["quality"] = report.quality
+    manifest["outputs"] = {name: records[name] for name in sorted(records) if (out / name).exists()}
+    return manifest
+
+
+# --- one process's share ----------------------------------------------------------------------------------
 
 
 def _refine_share(
@@ -781,7 +917,13 @@ def _refine_share(
     progress: bool,
 ) -> _Share:
     """Refines ``samples[i]`` for ``i`` in ``assigned`` (``intact``: their images are already there), appending
-    each output to this process's journal; returns what it did."""
+    each output to this process's journal; returns what it did.
+
+    An image not there is refined and written (`_refine_image`); one already there is only scored by the
+    quality gate. Frames scored below the gate's flag threshold are flagged (and so are frames of an earlier
+    run below its drop threshold, which are kept); each sample's label map is then copied next to its image
+    (`_place_label`), but not for a sample whose image failed or was dropped.
+    """
     share = _Share()
     rank = {"rank": shards.rank} if shards.enabled else {}  # which process wrote an output, in a torchrun job
     made_by = {
@@ -803,68 +945,162 @@ def _refine_share(
                     if scorer.below(frame, quality.drop_below):
                         kept_below.append(name)  # written by an earlier run: kept, and flagged below
             else:
-                if destination.exists():
-                    log.warning(
-                        "%s was not recorded as written by this checkpoint (or changed): refining it again",
-                        destination,
-                    )
-                    share.rewritten.append((i, name))
-                try:
-                    image = load_rgb(sample.image)
-                except ImageLoadError as exc:
-                    reason = dangling_link(Path(sample.image)) or str(exc)
-                    log.error("skipped %s: %s", sample.image, reason)
-                    share.failed.append((i, (str(sample.image), reason)))
+                placed, frame = _refine_image(
+                    model,
+                    i,
+                    sample,
+                    destination,
+                    share,
+                    journal,
+                    tiling=tiling,
+                    scorer=scorer,
+                    quality=quality,
+                    made_by=made_by,
+                    progress=progress,
+                )
+                if not placed:
                     continue
-                try:
-                    # Large images get a second progress bar over their tile batches.
-                    big = progress and image.width * image.height > 1_000_000
-                    refined = model.translate(image, tiling, progress=big)
-                except (OSError, ValueError, RuntimeError) as exc:
-                    log.error("failed on %s: %s", sample.image, exc)
-                    share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
-                    continue
-                lossy = destination.suffix.lower() in _LOSSY
-                if scorer is not None and not lossy:
-                    frame = scorer.score(sample, refined)  # the pixels that will be written
-                if scorer is None or lossy or not scorer.below(frame, quality.drop_below):
-                    try:
-                        save_image(refined, destination)
-                    except (OSError, ValueError) as exc:
-                        log.error("failed to write %s: %s", destination, exc)
-                        share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
-                        continue
-                    if scorer is not None and lossy:
-                        frame = scorer.score(sample, load_rgb(destination))  # what was written
-                if scorer is not None and scorer.below(frame, quality.drop_below):
-                    destination.unlink(missing_ok=True)  # ours: just written, or an unrecorded earlier copy
-                    share.dropped.append((i, name))
-                    continue
-                share.records[name] = _file_record(destination, **made_by)
-                _journal_add(journal, name, share.records[name])
-                share.written += 1
             if scorer is not None and (scorer.below(frame, quality.flag_below) or name in kept_below):
                 share.flagged.append((i, name))
             if sample.label is not None:
-                label_name = Path(sample.label_relative).as_posix()
-                label_destination = out / sample.label_relative
-                if not _intact(label_destination, records.get(label_name)):
-                    _copy_atomic(Path(sample.label), label_destination, link=link_labels)
-                    share.records[label_name] = _file_record(
-                        label_destination, copied_from=str(sample.label), **rank
-                    )
-                    _journal_add(journal, label_name, share.records[label_name])
-                    share.labels += 1
+                _place_label(sample, out, records, share, journal, link=link_labels, rank=rank)
     if kept_below:
-        log.warning(
-            "%d frame(s) written by an earlier run are below --drop-below %s; they are kept and flagged: %s",
-            len(kept_below),
-            quality.drop_below,
-            ", ".join(kept_below[:5]) + (" ..." if len(kept_below) > 5 else ""),
-        )
+        _warn_kept_below(kept_below, quality.drop_below)
     if scorer is not None:
         share.scores = scorer.state()
     return share
+
+
+def _warn_kept_below(kept_below: Sequence[str], drop_below: float | None) -> None:
+    """Warns of frames that an earlier run wrote and the quality gate scores below ``drop_below``: a resumed
+    run keeps them (and flags them) instead of deleting finished work."""
+    log.warning(
+        "%d frame(s) written by an earlier run are below --drop-below %s; they are kept and flagged: %s",
+        len(kept_below),
+        drop_below,
+        ", ".join(kept_below[:5]) + (" ..." if len(kept_below) > 5 else ""),
+    )
+
+
+def _refine_image(
+    model,
+    i: int,
+    sample,
+    destination: Path,
+    share: _Share,
+    journal,
+    *,
+    tiling: Tiling,
+    scorer: _Scorer | None,
+    quality: QualityGate | None,
+    made_by: dict[str, Any],
+    progress: bool,
+) -> tuple[bool, dict[str, float | None] | None]:
+    """Refines the image of ``sample`` (``samples[i]``) into ``destination``, recording it in ``share`` and the
+    journal (``made_by``: who made it).
+
+    Returns:
+        Whether the refined image is now there (False: it failed, listed in ``share.failed``, or the quality
+        gate dropped it, listed in ``share.dropped``), and the frame's scores (None without a quality gate
+        or labels).
+    """
+    name = Path(sample.relative).as_posix()
+    if destination.exists():
+        log.warning(
+            "%s was not recorded as written by this checkpoint (or changed): refining it again",
+            destination,
+        )
+        share.rewritten.append((i, name))
+    refined = _translate_image(model, i, sample, share, tiling=tiling, progress=progress)
+    if refined is None:
+        return False, None
+    placed, frame = _write_unless_dropped(
+        refined, i, sample, destination, share, scorer=scorer, quality=quality
+    )
+    if placed:
+        _record_output(share, journal, name, destination, **made_by)
+        share.written += 1
+    return placed, frame
+
+
+def _translate_image(
+    model, i: int, sample, share: _Share, *, tiling: Tiling, progress: bool
+) -> Image.Image | None:
+    """The image of ``sample`` (``samples[i]``) translated, or None if it cannot be read or translated (the
+    reason logged, and listed in ``share.failed``)."""
+    try:
+        image = load_rgb(sample.image)
+    except ImageLoadError as exc:
+        reason = dangling_link(Path(sample.image)) or str(exc)
+        log.error("skipped %s: %s", sample.image, reason)
+        share.failed.append((i, (str(sample.image), reason)))
+        return None
+    try:
+        # Large images get a second progress bar over their tile batches.
+        big = progress and image.width * image.height > 1_000_000
+        return model.translate(image, tiling, progress=big)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.error("failed on %s: %s", sample.image, exc)
+        share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
+        return None
+
+
+def _write_unless_dropped(
+    refined: Image.Image,
+    i: int,
+    sample,
+    destination: Path,
+    share: _Share,
+    *,
+    scorer: _Scorer | None,
+    quality: QualityGate | None,
+) -> tuple[bool, dict[str, float | None] | None]:
+    """Writes a refined frame to ``destination`` unless the quality gate scores it below ``drop_below``.
+
+    The gate scores the pixels that will be written or, for lossy formats (`_LOSSY`), the file that was
+    written. A dropped frame's file is removed (ours: just written, or an unrecorded earlier copy) and listed
+    in ``share.dropped``; a write that fails is listed in ``share.failed``.
+
+    Returns:
+        Whether the frame is written, and its scores (None without a quality gate or labels).
+    """
+    lossy = destination.suffix.lower() in _LOSSY
+    frame = None
+    if scorer is not None and not lossy:
+        frame = scorer.score(sample, refined)  # the pixels that will be written
+    if scorer is None or lossy or not scorer.below(frame, quality.drop_below):
+        try:
+            save_image(refined, destination)
+        except (OSError, ValueError) as exc:
+            log.error("failed to write %s: %s", destination, exc)
+            share.failed.append((i, (str(sample.image), f"{type(exc).__name__}: {exc}")))
+            return False, frame
+        if scorer is not None and lossy:
+            frame = scorer.score(sample, load_rgb(destination))  # what was written
+    if scorer is not None and scorer.below(frame, quality.drop_below):
+        destination.unlink(missing_ok=True)  # ours: just written, or an unrecorded earlier copy
+        share.dropped.append((i, Path(sample.relative).as_posix()))
+        return False, frame
+    return True, frame
+
+
+def _place_label(
+    sample, out: Path, records: dict[str, dict], share: _Share, journal, *, link: bool, rank: dict[str, int]
+) -> None:
+    """Copies (or hard-links) the label map of ``sample`` next to its refined image, unless an intact copy is
+    recorded there (``records``), and records it in ``share`` and the journal."""
+    label_name = Path(sample.label_relative).as_posix()
+    label_destination = out / sample.label_relative
+    if not _intact(label_destination, records.get(label_name)):
+        _copy_atomic(Path(sample.label), label_destination, link=link)
+        _record_output(share, journal, label_name, label_destination, copied_from=str(sample.label), **rank)
+        share.labels += 1
+
+
+def _record_output(share: _Share, journal, name: str, path: Path, **extra: Any) -> None:
+    """Records the output ``name`` just written at ``path`` in ``share`` and appends the record to the journal."""
+    share.records[name] = _file_record(path, **extra)
+    _journal_add(journal, name, share.records[name])
 
 
 def format_quality(quality: dict, *, flips: int = 5) -> Iterable[str]:
