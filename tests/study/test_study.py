@@ -131,6 +131,18 @@ def test_an_interrupted_study_resumes(prepared, complete, tmp_path, monkeypatch)
         assert kid == pytest.approx(_scores(complete)[key][1], rel=1e-4)
 
 
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(prepared, complete, tmp_path):
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    study = Study.open(directory)
+    partial = study.run_dir("CUT", 0)  # what a run killed before its first checkpoint leaves
+    (partial / "checkpoints").mkdir(parents=True)
+    (partial / "config.yaml").write_text("preset: cut\n")
+    (partial / "train.log").write_text("step 1/2\n")
+    study.run(progress=False)
+    assert _scores(directory)[("CUT", 0)][0] == _scores(complete)[("CUT", 0)][0]
+
+
 def test_shards_in_copies_are_merged(prepared, complete, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     shutil.copytree(prepared, first)

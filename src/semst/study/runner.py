@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -390,6 +391,15 @@ class Study:
             checkpoint = _finished_checkpoint(train_dir, config.train.max_steps)
             if checkpoint is None:
                 resume = any((train_dir / "checkpoints").glob(f"*{ckpt.SUFFIX}"))
+                if not resume and train_dir.exists():
+                    # Stopped before its first checkpoint: nothing to resume; the study's own partial run
+                    # (config, logs, samples) would make the new one refuse the folder.
+                    log.info(
+                        "%s seed %d: restarting from step 0 (stopped before its first checkpoint)",
+                        trainer.name,
+                        seed,
+                    )
+                    shutil.rmtree(train_dir)
                 checkpoint = train(config, train_dir, resume=resume, progress=progress)
         seconds["train"] = time.perf_counter() - start
 
