@@ -83,7 +83,7 @@ class LossConfig:
     rsmi_num_centers: int | None = None  # kernel centres (random subset of the pairs); None = all pairs
     rsmi_sigma_min: float = 0.0  # floor of the median-heuristic bandwidth (flat regions: tiny medians)
     ts_projector_gradient: Literal["both", "queries", "none"] = (
-        "both"  # what of F the TS loss trains: both embeddings, the output's only, or nothing (G only)
+        "none"  # what of F the TS loss trains: nothing (G only), the output's embeddings, or both
     )
     ts_taps: tuple[str, ...] = ()  # encoder taps of the TS loss; empty = every projection tap
     flip_equivariance: bool = False  # FastCUT's flip-equivariance regulariser

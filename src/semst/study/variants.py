@@ -96,6 +96,12 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant("SemST-TS0", "semst", {"loss.ts_weight": 0.0}, "Table 3 TS weight 0: hDCE only, multi-scale"),
         Variant("SemST-TS1", "semst", {"loss.ts_weight": 1.0}, "Table 3 TS weight 1"),
+        Variant(
+            "SemST-TSboth",
+            "semst",
+            {"loss.ts_projector_gradient": "both"},
+            "semst 0.1's SemST: the TS loss also trains the projection head F (docs/experiments.md)",
+        ),
         Variant("CUT", "cut", {}, "CUT's published settings (PatchNCE, identity term), single-scale"),
         Variant("FastCUT", "fastcut", {}, "FastCUT (PatchNCE x10, flip-equivariance), single-scale"),
     )
