@@ -417,13 +417,12 @@ def _build_run(
         for folder in (run_dir, *(run_dir / name for name in _RUN_FOLDERS)):
             removed += remove_temporaries(folder)
 
-    train_cfg = config.train
     crops = translator_class(config).crop_spec(config)
     dataset = UnpairedImages(
         config.data.source,
         config.data.target,
         crops,
-        seed=train_cfg.seed,
+        seed=config.train.seed,
         max_dataset_size=config.data.max_dataset_size,
     )
     check_images(dataset, progress=progress)
@@ -434,25 +433,14 @@ def _build_run(
         torch.set_num_threads(config.train.threads)
     if device.type == "cpu":
         tune_cpu_allocator()
-
-    torch.manual_seed(train_cfg.seed)  # identical initial weights on every process
-    networks = TrainingNetworks.from_config(config).to(device)
-    optimizers = make_optimizers(networks, train_cfg)
-    scalers = (
-        {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
-        if train_cfg.precision == "fp16"
-        else {}
-    )
-    start_step = 0
-    if resume_from is not None:
-        meta = load_training_checkpoint(
-            resume_from, networks=networks, optimizers=optimizers, scalers=scalers, device=device
-        )
-        start_step = int(meta["step"])
+    networks, optimizers, scalers, start_step = _networks_and_state(config, device, resume_from)
     dropped = trim_scalars(run_dir / "scalars.jsonl", start_step) if dist.is_main and resume_from else 0
-
     sampler = StepBatchSampler(
-        len(dataset), train_cfg.batch_size, start_step=start_step, rank=dist.rank, world_size=dist.world_size
+        len(dataset),
+        config.train.batch_size,
+        start_step=start_step,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
     loader = DataLoader(
         dataset,
@@ -483,12 +471,42 @@ def _build_run(
         logger=logger,
         lock=lock,
     )
-    n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in networks.parts().items()}
+    _log_start(run, removed=removed, dropped=dropped, warning=size_warning(crops, dataset))
+    return run
+
+
+def _networks_and_state(
+    config: ExperimentConfig, device: torch.device, resume_from: Path | None
+) -> tuple[TrainingNetworks, dict, dict, int]:
+    """The training networks (seeded: identical initial weights on every process), their optimizers and
+    fp16 gradient scalers, restored from ``resume_from`` if given; and the step to start from."""
+    train_cfg = config.train
+    torch.manual_seed(train_cfg.seed)
+    networks = TrainingNetworks.from_config(config).to(device)
+    optimizers = make_optimizers(networks, train_cfg)
+    scalers = (
+        {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
+        if train_cfg.precision == "fp16"
+        else {}
+    )
+    start_step = 0
+    if resume_from is not None:
+        meta = load_training_checkpoint(
+            resume_from, networks=networks, optimizers=optimizers, scalers=scalers, device=device
+        )
+        start_step = int(meta["step"])
+    return networks, optimizers, scalers, start_step
+
+
+def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warning: str | None) -> None:
+    """The run's first log lines: what runs where, and what was cleaned up from an interrupted run."""
+    logger, dist = run.logger, run.dist
+    n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in run.networks.parts().items()}
     logger.info(
-        f"{'resuming' if resume_from else 'starting'} {config.preset} {networks.translator.kind} run in "
-        f"{run_dir} on {device}{f' x{dist.world_size} processes' if dist.enabled else ''}: {len(dataset)} "
-        f"images per epoch ({run.steps_per_epoch} steps), steps {start_step} -> {run.last_step}; parameters "
-        + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
+        f"{'resuming' if run.resume_from else 'starting'} {run.config.preset} {run.networks.translator.kind} "
+        f"run in {run.run_dir} on {run.device}{f' x{dist.world_size} processes' if dist.enabled else ''}: "
+        f"{len(run.dataset)} images per epoch ({run.steps_per_epoch} steps), steps {run.start_step} -> "
+        f"{run.last_step}; parameters " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
     )
     if removed:
         logger.info(
@@ -498,13 +516,11 @@ def _build_run(
         )
     if dropped:
         logger.info(
-            f"scalars.jsonl: dropped {dropped} record(s) after step {start_step} (logged by the interrupted run "
-            "after its last checkpoint; this run logs those steps again)"
+            f"scalars.jsonl: dropped {dropped} record(s) after step {run.start_step} (logged by the interrupted "
+            "run after its last checkpoint; this run logs those steps again)"
         )
-    warning = size_warning(crops, dataset)
     if warning:
         logger.warning(warning)
-    return run
 
 
 def _log_step(
