@@ -217,7 +217,7 @@ SCALES: dict[str, Scale] = {
     )
 }
 """Built-in scales: ``tiny`` (tests), ``demo`` (minutes per run on a CPU: the demo's two variants and two seeds
-fit in about 15 minutes on 2 cores), ``small`` (a longer CPU study)."""
+take 13 minutes on 2 cores, measured), ``small`` (a longer CPU study)."""
 
 
 def read_variants_file(path: str | Path) -> dict[str, Variant]:
