@@ -67,7 +67,7 @@ import torch
 from semst.config import load_config
 from semst.data.batch import Batch, DomainCrops
 from semst.runtime import autocast, tune_cpu_allocator
-from semst.training.networks import TrainingNetworks, make_optimizers
+from semst.training.networks import TrainingNetworks, make_optimizers, make_scalers
 from semst.training.step import train_step
 
 SEMST_VARIANTS = {"cut": ("cut", False), "semst": ("semst", False), "semst-ms": ("semst", True)}
@@ -186,11 +186,7 @@ def build_semst(variant: str, args: argparse.Namespace, device: torch.device):
     if args.compile:
         compile_networks(networks)
     optimizers = make_optimizers(networks, config.train)
-    scalers = (
-        {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
-        if args.precision == "fp16"
-        else {}
-    )
+    scalers = make_scalers(args.precision, device)
 
     def step(batch: Batch, index: int) -> None:
         train_step(

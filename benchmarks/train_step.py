@@ -23,7 +23,7 @@ import torch
 from semst.config import load_config
 from semst.data.batch import Batch, DomainCrops
 from semst.runtime import tune_cpu_allocator
-from semst.training.networks import TrainingNetworks, make_optimizers
+from semst.training.networks import TrainingNetworks, make_optimizers, make_scalers
 from semst.training.step import train_step
 
 VARIANTS = {"cut": ("cut", False), "semst": ("semst", False), "semst-ms": ("semst", True)}
@@ -72,14 +72,7 @@ def main() -> None:
     device = torch.device(args.device)
     presets = args.presets.split(",")
     runs = {p: build(p, args, device) for p in presets}
-    scalers = {
-        p: (
-            {n: torch.amp.GradScaler(device.type) for n in ("discriminator", "generator")}
-            if args.precision == "fp16"
-            else {}
-        )
-        for p in presets
-    }
+    scalers = {p: make_scalers(args.precision, device) for p in presets}
     gen = torch.Generator().manual_seed(0)
 
     def crops() -> DomainCrops:

@@ -48,7 +48,7 @@ from semst.files import remove_temporaries, write_text
 from semst.locking import FolderLock
 from semst.runtime import Distributed, init_distributed, resolve_device, tune_cpu_allocator
 from semst.training.logger import RunLogger, format_losses, image_grid
-from semst.training.networks import TrainingNetworks, make_optimizers
+from semst.training.networks import TrainingNetworks, make_optimizers, make_scalers
 from semst.training.schedule import linear_decay_factor
 from semst.training.state import load_training_checkpoint, save_training_checkpoint
 from semst.training.step import preview, train_step
@@ -484,11 +484,7 @@ def _networks_and_state(
     torch.manual_seed(train_cfg.seed)
     networks = TrainingNetworks.from_config(config).to(device)
     optimizers = make_optimizers(networks, train_cfg)
-    scalers = (
-        {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
-        if train_cfg.precision == "fp16"
-        else {}
-    )
+    scalers = make_scalers(train_cfg.precision, device)
     start_step = 0
     if resume_from is not None:
         meta = load_training_checkpoint(

@@ -74,6 +74,14 @@ class TrainingNetworks(nn.Module):
         return dict(self.named_children())
 
 
+def make_scalers(precision: str, device: torch.device) -> dict[str, torch.amp.GradScaler]:
+    """The gradient scalers fp16 training needs, one per optimizer (``"discriminator"``, ``"generator"``);
+    none for other precisions."""
+    if precision != "fp16":
+        return {}
+    return {name: torch.amp.GradScaler(device.type) for name in ("discriminator", "generator")}
+
+
 def make_optimizers(networks: TrainingNetworks, train_cfg: TrainConfig) -> dict[str, torch.optim.Adam]:
     """One Adam per part of ``networks`` with the config's learning rate and betas (CUT: 2e-4, (0.5, 0.999)).
 
