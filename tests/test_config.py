@@ -143,3 +143,17 @@ def test_config_is_frozen():
     config = load_config()
     with pytest.raises(AttributeError):
         config.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_a_stored_config_without_a_newer_setting_keeps_the_value_it_trained_with():
+    """semst 0.1 stored no loss.ts_projector_gradient: its runs trained with "both", today's default is
+    "none"; a stored config without the key must mean what it meant when it was written."""
+    stored = ExperimentConfig().to_dict()
+    del stored["loss"]["ts_projector_gradient"]
+    assert ExperimentConfig.from_dict(stored).loss.ts_projector_gradient == "none"  # a config file: today's
+    assert ExperimentConfig.from_stored(stored).loss.ts_projector_gradient == "both"  # a checkpoint: then's
+    assert "ts_projector_gradient" not in stored["loss"]  # the caller's dict is not changed
+    stored["loss"]["ts_projector_gradient"] = "queries"
+    assert ExperimentConfig.from_stored(stored).loss.ts_projector_gradient == "queries"  # present: kept
+    with pytest.raises(ConfigError, match="loss"):
+        ExperimentConfig.from_stored({**stored, "loss": "hdce"})  # a malformed section is still an error

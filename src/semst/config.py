@@ -27,6 +27,14 @@ import yaml
 
 PRESETS = ("semst", "cut", "fastcut")
 
+# Settings added after the first checkpoints were written whose default has since changed, with the value
+# that reproduces how a config WITHOUT the key trained (docs/experiments.md has why each default changed).
+# A stored config (a checkpoint's, a run folder's) gets these for missing keys, not today's defaults, so
+# that resuming or fine-tuning an older run computes what it computed before.
+ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {
+    "loss.ts_projector_gradient": "both",  # semst 0.1: the TS loss trained F through both embeddings
+}
+
 
 class ConfigError(ValueError):
     """A configuration value, key, file or preset is invalid."""
@@ -172,6 +180,18 @@ class ExperimentConfig:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
         """Build a config from a (possibly partial) nested dict; missing keys keep their defaults."""
         return _merge(cls(), data, source=source)
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
+        """A config as an earlier semst stored it (checkpoint or run folder): like `from_dict`, but a key
+        missing from it takes the value it had before the key existed (`ABSENT_IN_OLDER_CONFIGS`)."""
+        data = {name: dict(part) if isinstance(part, Mapping) else part for name, part in data.items()}
+        for dotted, value in ABSENT_IN_OLDER_CONFIGS.items():
+            section, key = dotted.split(".")
+            part = data.setdefault(section, {})
+            if isinstance(part, dict):  # anything else is an error that from_dict reports
+                part.setdefault(key, value)
+        return cls.from_dict(data, source=source)
 
     def replace(self, overrides: Mapping[str, Any], *, source: str = "override") -> ExperimentConfig:
         """Return a copy with dotted-key overrides applied, e.g. ``{"train.batch_size": 4}``."""

@@ -86,6 +86,30 @@ def test_resume_refuses_changed_settings_and_accepts_run_length(tmp_path, image_
     assert ckpt.read_metadata(last)["step"] == 2
 
 
+def test_a_run_of_an_older_semst_resumes_with_the_settings_it_trained_with(
+    tmp_path, image_folders, make_config
+):
+    """A stored config without a key whose default changed since (semst 0.1 wrote neither) resumes with the
+    value it trained with, not today's default; so does the translator built from it."""
+    from semst.translators import Translator
+
+    source, target = image_folders
+    run = tmp_path / "run"
+    config = make_config("semst", source, target, **{"train.max_steps": 1, **TINY_MULTISCALE})
+    assert config.loss.ts_projector_gradient == "none"  # the default since experiment 1; semst 0.1: "both"
+    first = train(config, run, progress=False)
+    meta = ckpt.read_metadata(first)
+    del meta["config"]["loss"]["ts_projector_gradient"]  # semst 0.1 did not have the setting
+    ckpt.save_checkpoint(first, ckpt.load_tensors(first), meta)
+    resumed = loop.resume_config(run, {"train.max_steps": 2})
+    assert resumed.loss.ts_projector_gradient == "both"
+    assert Translator.from_checkpoint(first).config.loss.ts_projector_gradient == "both"
+    with pytest.raises(ConfigError, match=r"loss.ts_projector_gradient: 'both' -> 'none'"):  # not silently
+        train(config.replace({"train.max_steps": 2}), run, resume=True, progress=False)
+    last = train(resumed, run, resume=True, progress=False)
+    assert ckpt.read_metadata(last)["config"]["loss"]["ts_projector_gradient"] == "both"
+
+
 def test_existing_run_is_never_overwritten(tmp_path, image_folders, make_config):
     source, target = image_folders
     run = tmp_path / "run"

@@ -256,7 +256,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     meta = ckpt.read_metadata(latest)
     if "config" not in meta:
         raise ckpt.CheckpointError(f"{latest}: the checkpoint holds no config; it cannot be resumed")
-    saved = ExperimentConfig.from_dict(meta["config"], source=str(latest))
+    saved = ExperimentConfig.from_stored(meta["config"], source=str(latest))
     return saved.replace(overrides or {}, source="command line").validate()
 
 
@@ -410,7 +410,9 @@ def _build_run(
 ) -> TrainingRun:
     resume_from = prepare_run_dir(run_dir, resume=resume)
     if resume_from is not None:
-        saved = ExperimentConfig.from_dict(ckpt.read_metadata(resume_from)["config"], source=str(resume_from))
+        saved = ExperimentConfig.from_stored(
+            ckpt.read_metadata(resume_from)["config"], source=str(resume_from)
+        )
         check_resumable(saved, config, resume_from)
     removed = []
     if lock is not None:  # no other process writes the run folder now

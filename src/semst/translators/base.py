@@ -342,7 +342,7 @@ def checkpoint_config(meta: Mapping[str, object], path: Path) -> ExperimentConfi
             f"{path}: the config stored in the checkpoint is not a mapping of sections: {raw!r:.60}"
         )
     try:
-        return ExperimentConfig.from_dict(raw, source=str(path)).validate()
+        return ExperimentConfig.from_stored(raw, source=str(path)).validate()
     except ConfigError as exc:
         problem = str(exc).removeprefix(f"{path}: ")
         raise ckpt.CheckpointError(
