@@ -227,6 +227,25 @@ def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path
         Study.open(tmp_path)
 
 
+def test_a_default_changed_since_the_first_seeds_is_refused(world, complete, tmp_path):
+    """A preset-only variant trained by an older semst (stored config without today's default) is not extended
+    with seeds that would train differently; the study names the setting."""
+    directory = tmp_path / "study"
+    shutil.copytree(complete, directory)
+    study = Study.create(directory, _spec(world, seeds=(0, 1, 2)))
+    for seed in (0, 1):  # as semst 0.1 stored them: the TS loss trained F, and the setting did not exist
+        path = study.scores_path("SemST", seed)
+        scores = json.loads(path.read_text())
+        del scores["config"]["loss"]["ts_projector_gradient"]
+        path.write_text(json.dumps(scores))
+    with pytest.raises(
+        StudyError, match=r"SemST seed 2 .*: loss.ts_projector_gradient \(now 'none', then 'both'\)"
+    ):
+        study.run(progress=False)
+    assert not study.run_dir("SemST", 2).exists() and not study.run_dir("CUT", 2).exists()  # refused first
+    study.check_settings_unchanged(VARIANTS["CUT"], 2, study.run_config(VARIANTS["CUT"], 2))  # CUT's did not
+
+
 def test_the_command_line(world, prepared, tmp_path, capsys):
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)  # same data, segmenter, scale: the CLI extends it by a variant

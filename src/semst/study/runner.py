@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from semst import checkpoint as ckpt
+from semst.config import ExperimentConfig
 from semst.data.images import load_rgb, save_image
 from semst.evaluation.segmentation import evaluate_segmentation
 from semst.files import write_json
@@ -325,6 +326,8 @@ class Study:
         if not todo:
             log.info("every run of this shard is done")
             return []
+        for variant, seed in todo:  # before hours of training, not after
+            self.check_settings_unchanged(variant, seed, self.run_config(variant, seed))
         results = []
         with tqdm(total=len(todo), desc="study runs", unit="run", disable=not progress, position=0) as bar:
             if jobs <= 1:
@@ -374,13 +377,8 @@ class Study:
 
         data = self.data
         run_dir = self.run_dir(variant.name, seed)
-        config = run_config(
-            variant,
-            self.spec.scale.overrides(len(data.source_train_images)),
-            source=data.source,
-            target=data.target,
-            seed=seed,
-        )
+        config = self.run_config(variant, seed)
+        self.check_settings_unchanged(variant, seed, config)
         # A variant that differs from an earlier one only in how it translates (its tiling) translates
         # with that variant's trained checkpoints; the lock makes a second process wait for the training.
         trainer = self.trained_by(variant)
@@ -431,6 +429,41 @@ class Study:
         write_json(self.scores_path(variant.name, seed), result)
         return result
 
+    def run_config(self, variant: Variant, seed: int) -> ExperimentConfig:
+        """The training config of one run."""
+        data = self.data
+        return run_config(
+            variant,
+            self.spec.scale.overrides(len(data.source_train_images)),
+            source=data.source,
+            target=data.target,
+            seed=seed,
+        )
+
+    def check_settings_unchanged(self, variant: Variant, seed: int, config: ExperimentConfig) -> None:
+        """Refuse a run whose settings differ from the variant's scored seeds in more than the seed: a default
+        of semst that changed since (a preset-only variant then trains differently) would mix two settings
+        in one row of the table."""
+        mine = _without_seed(config)
+        for other in self.spec.seeds:
+            path = self.scores_path(variant.name, other)
+            if other == seed or not path.is_file():
+                continue
+            stored = json.loads(path.read_text(encoding="utf-8")).get("config")
+            if stored is None:
+                continue
+            theirs = _without_seed(ExperimentConfig.from_stored(stored, source=str(path)))
+            changed = sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
+            if changed:
+                first = changed[0]
+                raise StudyError(
+                    f"{variant.name} seed {seed} would train with other settings than seed {other} ({path}): "
+                    f"{', '.join(changed)} (now {mine.get(first)!r}, then {theirs.get(first)!r}); a default "
+                    "changed since the study began: pin the old values in a --variants-file variant, or start a "
+                    "new study"
+                )
+            return
+
     def results(self) -> dict[str, Any]:
         """Everything scored so far: ``runs`` (a list of run scores), ``references`` (``source``,
         ``target``) and ``missing`` runs."""
@@ -447,6 +480,18 @@ class Study:
             if path.is_file():
                 references[name] = json.loads(path.read_text(encoding="utf-8"))
         return {"spec": self.spec.to_dict(), "runs": runs, "references": references, "missing": missing}
+
+
+def _without_seed(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as flat dotted keys, without ``train.seed`` (what may differ between a variant's runs)."""
+    flat = {
+        f"{section}.{key}": value
+        for section, values in config.to_dict().items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+    }
+    flat.pop("train.seed")
+    return flat
 
 
 def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:
