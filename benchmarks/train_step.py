@@ -64,6 +64,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--presets", default="cut,semst", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default mmap threshold")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after timing, profile one more step per preset (torch.profiler) and print its N costliest "
+        "operators by self CPU time",
+    )
     args = parser.parse_args()
     if not args.no_malloc_tuning and args.device == "cpu":
         tune_cpu_allocator()  # as semst train does on the CPU
@@ -118,6 +126,26 @@ def main() -> None:
         print(f"  semst / cut = {medians['semst'] / medians['cut']:.3f}")
     if "semst" in medians and "semst-ms" in medians:
         print(f"  semst-ms / semst = {medians['semst-ms'] / medians['semst']:.3f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        for preset in presets:
+            config, networks, optimizers = runs[preset]
+            with profile(activities=activities) as prof:
+                train_step(
+                    networks,
+                    optimizers,
+                    batch,
+                    loss_cfg=config.loss,
+                    projection_cfg=config.projection,
+                    seed=config.train.seed,
+                    step=args.warmup + args.steps,
+                    precision=config.train.precision,
+                    scalers=scalers[preset],
+                )
+            print(f"\n{preset}, {args.precision}: the {args.profile} costliest operators (self CPU time)")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ for training): time and memory do not depend on their values.
 ``--tile-batch`` and ``--precision`` set the translation's tile batch (local tiles and global windows) and the
 autocast precision of its passes (`semst.tiling.Tiling`), as ``semst translate --tile-batch N --precision P``
 does; by default each mode keeps the translator's defaults (fp32; multi-scale: one tile at a time).
+``--flops`` also counts the networks' floating-point operations of one translation (torch's FLOP counter) and
+times a 2048x2048 matmul in the same precision on the same device: their ratio is the compute floor, the
+time the translation would take if every operation ran at matmul speed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from semst.config import load_config
 from semst.tiling import Tiling
 from semst.translators import Translator
 
-width, height, mode, device, threads, repeats, limit_gb, tile_batch, precision = sys.argv[1:10]
+width, height, mode, device, threads, repeats, limit_gb, tile_batch, precision, count_flops = sys.argv[1:11]
 width, height, repeats, tile_batch = int(width), int(height), int(repeats), int(tile_batch)
 if float(limit_gb) > 0 and device == "cpu":  # an address-space cap turns an oversized allocation into a clean error, not the OOM killer
     cap = int(float(limit_gb) * 2**30)
@@ -62,6 +65,26 @@ result = {
 }
 if model.device.type == "cuda":
     result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+if count_flops == "1":  # after the timing: one more translation, its network FLOPs counted, and the matmul rate
+    from torch.utils.flop_counter import FlopCounterMode
+    from semst.runtime import autocast
+    with FlopCounterMode(display=False) as counter:
+        model.translate(image, tiling)
+    result["gflop"] = counter.get_total_flops() / 1e9
+    n = 2048
+    a, b = torch.randn(n, n, device=model.device), torch.randn(n, n, device=model.device)
+    with torch.no_grad(), autocast(model.device, precision):
+        for _ in range(2):
+            a @ b
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+    result["matmul_gflops"] = 5 * 2 * n**3 / (time.perf_counter() - start) / 1e9
+    result["floor_seconds"] = result["gflop"] / result["matmul_gflops"]
 print("RESULT " + json.dumps(result))
 """
 
@@ -79,6 +102,7 @@ def measure(
     limit_gb: float,
     tile_batch: int = 0,
     precision: str = "fp32",
+    count_flops: bool = False,
 ) -> dict:
     args = [
         str(width),
@@ -90,6 +114,7 @@ def measure(
         str(limit_gb),
         str(tile_batch),
         precision,
+        "1" if count_flops else "0",
     ]
     command = [sys.executable, "-c", CHILD, *args]
     try:
@@ -127,6 +152,12 @@ def main() -> None:
     parser.add_argument(
         "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast of the passes"
     )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count the networks' FLOPs of one translation and time a 2048^2 matmul in the same precision: "
+        "the compute floor is FLOPs over that rate",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     results = []
@@ -147,6 +178,7 @@ def main() -> None:
                 args.memory_limit_gb,
                 args.tile_batch,
                 args.precision,
+                args.flops,
             )
             results.append(r)
             if "error" in r:
@@ -158,6 +190,13 @@ def main() -> None:
                     f"{r['peak_rss_mb']:11.0f} {cuda}",
                     flush=True,
                 )
+                if "gflop" in r:
+                    print(
+                        f"{'':>10} {'':>13} networks {r['gflop']:.0f} GFLOP; {args.precision} matmul "
+                        f"{r['matmul_gflops']:.0f} GFLOP/s: floor {r['floor_seconds']:.1f} s, "
+                        f"reached {r['floor_seconds'] / r['seconds']:.0%}",
+                        flush=True,
+                    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

@@ -53,6 +53,19 @@ def test_cut_comparison_names_a_folder_that_is_not_cut(tmp_path):
     assert result.returncode != 0 and "is not a checkout of CUT" in result.stderr
 
 
+def test_train_step_times_and_profiles_every_preset():
+    result = _run(
+        "train_step.py",
+        "--size", "32", "--base-channels", "8", "--steps", "1", "--warmup", "0",
+        "--presets", "cut,semst,semst-ms", "--precision", "bf16", "--profile", "5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "semst-ms / semst = " in result.stdout
+    for preset in ("cut", "semst", "semst-ms"):
+        assert f"{preset}, bf16: the 5 costliest operators (self CPU time)" in result.stdout
+    assert "Self CPU time total" in result.stdout
+
+
 def test_input_pipeline_runs_at_tiny_size(tmp_path):
     result = _run(
         "input_pipeline.py",
@@ -82,6 +95,21 @@ def test_translate_fullres_takes_the_tile_batch_and_precision(tmp_path):
     rows = json.loads((tmp_path / "out.json").read_text())
     assert [row["mode"] for row in rows] == ["multiscale", "single-whole", "single-tiled"]
     assert all("error" not in row and row["tile_batch"] == 2 and row["precision"] == "bf16" for row in rows)
+
+
+def test_translate_fullres_counts_the_flops_and_the_floor(tmp_path):
+    result = _run(
+        "translate_fullres.py",
+        "--sizes", "72x40,144x80", "--modes", "single-whole", "--threads", "1", "--flops",
+        "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    small, large = json.loads((tmp_path / "out.json").read_text())
+    # A fully convolutional generator: its FLOPs grow with the pixels (4x, within 0.1 %).
+    assert large["gflop"] == pytest.approx(4 * small["gflop"], rel=1e-3) and small["gflop"] > 0
+    for row in (small, large):
+        assert row["floor_seconds"] == pytest.approx(row["gflop"] / row["matmul_gflops"])
+    assert "GFLOP/s: floor" in result.stdout
 
 
 def test_gpu_check_dry_run_lists_every_part(tmp_path):
