@@ -102,6 +102,12 @@ VARIANTS: dict[str, Variant] = {
             {"loss.ts_projector_gradient": "both"},
             "semst 0.1's SemST: the TS loss also trains the projection head F (docs/experiments.md)",
         ),
+        Variant(
+            "SemST-gadv0.3",
+            "semst",
+            {"multiscale.global_adversarial_weight": 0.3},
+            "D also judges G_g's own output (30 % of the GAN loss): better on world 1, worse on world 2",
+        ),
         Variant("CUT", "cut", {}, "CUT's published settings (PatchNCE, identity term), single-scale"),
         Variant("FastCUT", "fastcut", {}, "FastCUT (PatchNCE x10, flip-equivariance), single-scale"),
     )
