@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semst.runtime import Distributed, autocast, check_precision, resolve_device
+from semst import runtime
+from semst.runtime import Distributed, autocast, check_precision, resolve_device, resolve_precision
 
 
 def test_cuda_means_the_gpu_of_this_torchrun_process(monkeypatch):
@@ -34,3 +35,60 @@ def test_one_process_runs_everything_itself():
     assert single.run_on_main(lambda: "done") == "done"
     with pytest.raises(KeyError):
         single.run_on_main(lambda: {}["missing"])
+
+
+def test_auto_precision_on_a_cpu_without_bf16_instructions_is_fp32_without_timing(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: False)
+
+    def probe(precision):
+        raise AssertionError("nothing needs timing")
+
+    assert resolve_precision("auto", torch.device("cpu"), probe) == (
+        "fp32",
+        "this CPU has no bf16 instructions (AVX512_BF16 / AMX)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fp32", "bf16", "expected"), [(1.0, 0.6, "bf16"), (1.0, 0.97, "fp32"), (0.5, 0.9, "fp32")]
+)
+def test_auto_precision_on_a_cpu_with_bf16_takes_bf16_only_when_it_times_faster(
+    monkeypatch, fp32, bf16, expected
+):
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: True)
+    seconds = {"fp32": fp32, "bf16": bf16}
+    choice, why = resolve_precision("auto", torch.device("cpu"), seconds.__getitem__)
+    assert choice == expected and why.startswith("timed on this CPU")
+    assert resolve_precision("auto", torch.device("cpu"))[0] == "fp32"  # nothing to time with
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((6, 1), "fp32")]
+)
+def test_auto_precision_on_cuda_follows_the_compute_capability(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", torch.device("cuda", 0))[0] == expected
+
+
+def test_an_explicit_precision_is_kept_and_checked():
+    assert resolve_precision("bf16", torch.device("cpu")) == ("bf16", "as requested")
+    with pytest.raises(ValueError, match="fp16 autocast needs a CUDA device"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_the_cpu_bf16_check_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    cpuinfo = tmp_path / "cpuinfo"
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert runtime.cpu_bf16_instructions() is False
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert runtime.cpu_bf16_instructions() is True
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu amx_bf16 amx_tile\n")
+    assert runtime.cpu_bf16_instructions() is True

@@ -144,7 +144,9 @@ class TrainConfig:
     decay_epochs: int = 200  # epochs of linear decay to zero (CUT --n_epochs_decay)
     max_steps: int | None = None  # stop after this many optimisation steps (None: the full schedule)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast precision of the networks
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = (
+        "fp32"  # autocast precision of the networks; auto: what is faster here, stored resolved
+    )
     threads: int | None = None  # CPU threads for torch (None: torch's default)
 
 

@@ -35,7 +35,8 @@ log = logging.getLogger("semst.runtime")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-"""Autocast precisions: ``fp32`` (no autocast), ``bf16`` (CPU and CUDA), ``fp16`` (CUDA only)."""
+"""Autocast precisions: ``fp32`` (no autocast), ``bf16`` (CPU and CUDA), ``fp16`` (CUDA only). Training also
+takes ``auto`` (`resolve_precision`)."""
 
 T = TypeVar("T")
 
@@ -97,6 +98,50 @@ def check_precision(device: torch.device, precision: str) -> None:
         raise ValueError(f"precision must be fp32, bf16 or fp16 (got {precision!r})")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"fp16 autocast needs a CUDA device (this runs on {device.type}); use bf16 or fp32")
+
+
+def cpu_bf16_instructions() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512_BF16 or AMX-BF16, from Linux's /proc/cpuinfo).
+
+    Without them oneDNN converts bf16 to fp32 and back around every operation, and bf16 autocast is slower
+    than fp32 (2.6-3x per convolution on a CPU with AVX-512 but no AVX512_BF16: docs/benchmarks.md)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(
+    requested: str, device: torch.device, probe: Callable[[str], float] | None = None
+) -> tuple[str, str]:
+    """The precision to run with, and why: ``requested`` itself unless it is ``"auto"``.
+
+    ``auto``: on CUDA, bf16 from compute capability 8 (Ampere) on, fp16 on 7.x (tensor cores; training
+    scales its gradients), fp32 below. On a CPU, fp32 unless the CPU has bf16 instructions
+    (`cpu_bf16_instructions`); then bf16 only if ``probe`` (seconds of the work at ``precision``, e.g. one
+    generator forward and backward at the training size) times it at least 5 % faster than fp32: with bf16
+    instructions, bf16 measured faster at 256 px crops and slower at 128 px with 32 channels.
+    """
+    if requested != "auto":
+        check_precision(device, requested)
+        return requested, "as requested"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        choice = "bf16" if major >= 8 else "fp16" if major >= 7 else "fp32"
+        return choice, f"CUDA compute capability {major}.{minor}"
+    if device.type != "cpu":
+        return "fp32", f"no mixed precision chosen automatically on {device.type}"
+    if not cpu_bf16_instructions():
+        return "fp32", "this CPU has no bf16 instructions (AVX512_BF16 / AMX)"
+    if probe is None:
+        return "fp32", "nothing to time bf16 against fp32 with"
+    fp32, bf16 = probe("fp32"), probe("bf16")
+    choice = "bf16" if bf16 < 0.95 * fp32 else "fp32"
+    return choice, f"timed on this CPU: bf16 {bf16:.3f} s, fp32 {fp32:.3f} s"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,21 @@ from semst.data.transforms import CropSpec
 from semst.data.unpaired import unreadable_images
 from semst.files import remove_temporaries, write_text
 from semst.locking import FolderLock
-from semst.runtime import Distributed, init_distributed, resolve_device, tune_cpu_allocator
+from semst.runtime import (
+    Distributed,
+    autocast,
+    init_distributed,
+    resolve_device,
+    resolve_precision,
+    tune_cpu_allocator,
+)
 from semst.training.logger import RunLogger, format_losses, image_grid
 from semst.training.networks import TrainingNetworks, make_optimizers, make_scalers
 from semst.training.schedule import linear_decay_factor
 from semst.training.state import load_training_checkpoint, save_training_checkpoint
 from semst.training.step import preview, train_step
 from semst.translators import translator_class
+from semst.translators.base import generator_from_config
 
 # The folders of a run that hold semst's own files (and may hold temporary files of a killed write).
 _RUN_FOLDERS = ("checkpoints", "samples")
@@ -413,6 +422,8 @@ def _build_run(
         saved = ExperimentConfig.from_stored(
             ckpt.read_metadata(resume_from)["config"], source=str(resume_from)
         )
+        if config.train.precision == "auto":  # a resumed run keeps the precision it chose
+            config = config.replace({"train.precision": saved.train.precision})
         check_resumable(saved, config, resume_from)
     removed = []
     if lock is not None:  # no other process writes the run folder now
@@ -435,6 +446,13 @@ def _build_run(
         torch.set_num_threads(config.train.threads)
     if device.type == "cpu":
         tune_cpu_allocator()
+    precision_note = None
+    if config.train.precision == "auto":  # decided once, by the main process, for every process
+        precision, why = dist.run_on_main(
+            lambda: resolve_precision("auto", device, probe=_generator_step_probe(config, device))
+        )
+        precision_note = f"precision auto: {precision} ({why})"
+        config = config.replace({"train.precision": precision})
     networks, optimizers, scalers, start_step = _networks_and_state(config, device, resume_from)
     dropped = trim_scalars(run_dir / "scalars.jsonl", start_step) if dist.is_main and resume_from else 0
     sampler = StepBatchSampler(
@@ -453,6 +471,8 @@ def _build_run(
         collate_fn=collate,
     )
     logger = RunLogger(run_dir, enabled=dist.is_main, tensorboard=config.log.tensorboard)
+    if precision_note:
+        logger.info(precision_note)
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
@@ -475,6 +495,29 @@ def _build_run(
     )
     _log_start(run, removed=removed, dropped=dropped, warning=size_warning(crops, dataset))
     return run
+
+
+def _generator_step_probe(config: ExperimentConfig, device: torch.device) -> Callable[[str], float]:
+    """For ``train.precision=auto``: seconds of one forward and backward pass of a generator at the training
+    crop size and batch, in a precision (the best of two passes after one warm-up)."""
+
+    def probe(precision: str) -> float:
+        torch.manual_seed(0)
+        generator = generator_from_config(config.generator).to(device)
+        side = config.multiscale.local_size if config.multiscale.enabled else config.data.crop_size
+        x = torch.randn(config.train.batch_size, 3, side, side, device=device)  # (B, RGB, side, side)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            with autocast(device, precision):
+                out = generator(x)
+            out.float().square().mean().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    return probe
 
 
 def _networks_and_state(
