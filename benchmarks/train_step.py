@@ -92,24 +92,28 @@ def main() -> None:
         return DomainCrops(crop=image(), global_crop=image(), box=box)
 
     batch = Batch(crops(), crops())
+
+    def step(preset: str, index: int) -> None:
+        config, networks, optimizers = runs[preset]
+        train_step(
+            networks,
+            optimizers,
+            batch,
+            loss_cfg=config.loss,
+            projection_cfg=config.projection,
+            seed=config.train.seed,
+            step=index,
+            precision=config.train.precision,
+            scalers=scalers[preset],
+        )
+
     times: dict[str, list[float]] = {p: [] for p in presets}
     for i in range(args.warmup + args.steps):
         for preset in presets:
-            config, networks, optimizers = runs[preset]
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            train_step(
-                networks,
-                optimizers,
-                batch,
-                loss_cfg=config.loss,
-                projection_cfg=config.projection,
-                seed=config.train.seed,
-                step=i,
-                precision=config.train.precision,
-                scalers=scalers[preset],
-            )
+            step(preset, i)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i >= args.warmup:
@@ -131,19 +135,8 @@ def main() -> None:
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         for preset in presets:
-            config, networks, optimizers = runs[preset]
             with profile(activities=activities) as prof:
-                train_step(
-                    networks,
-                    optimizers,
-                    batch,
-                    loss_cfg=config.loss,
-                    projection_cfg=config.projection,
-                    seed=config.train.seed,
-                    step=args.warmup + args.steps,
-                    precision=config.train.precision,
-                    scalers=scalers[preset],
-                )
+                step(preset, args.warmup + args.steps)
             print(f"\n{preset}, {args.precision}: the {args.profile} costliest operators (self CPU time)")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
