@@ -444,7 +444,8 @@ class Study:
         """Refuse a run whose settings differ from the variant's scored seeds in more than the seed: a default
         of semst that changed since (a preset-only variant then trains differently) would mix two settings
         in one row of the table."""
-        mine = _without_seed(config)
+        from semst.training.loop import config_differences
+
         for other in self.spec.seeds:
             path = self.scores_path(variant.name, other)
             if other == seed or not path.is_file():
@@ -452,15 +453,15 @@ class Study:
             stored = json.loads(path.read_text(encoding="utf-8")).get("config")
             if stored is None:
                 continue
-            theirs = _without_seed(ExperimentConfig.from_stored(stored, source=str(path)))
-            changed = sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
+            theirs = ExperimentConfig.from_stored(stored, source=str(path))
+            changed = config_differences(theirs, config)  # {key: (then, now)}, sorted by key
+            changed.pop("train.seed", None)
             if changed:
-                first = changed[0]
+                then, now = next(iter(changed.values()))
                 raise StudyError(
                     f"{variant.name} seed {seed} would train with other settings than seed {other} ({path}): "
-                    f"{', '.join(changed)} (now {mine.get(first)!r}, then {theirs.get(first)!r}); a default "
-                    "changed since the study began: pin the old values in a --variants-file variant, or start a "
-                    "new study"
+                    f"{', '.join(changed)} (now {now!r}, then {then!r}); a default changed since the study "
+                    "began: pin the old values in a --variants-file variant, or start a new study"
                 )
             return
 
@@ -480,18 +481,6 @@ class Study:
             if path.is_file():
                 references[name] = json.loads(path.read_text(encoding="utf-8"))
         return {"spec": self.spec.to_dict(), "runs": runs, "references": references, "missing": missing}
-
-
-def _without_seed(config: ExperimentConfig) -> dict[str, Any]:
-    """The config as flat dotted keys, without ``train.seed`` (what may differ between a variant's runs)."""
-    flat = {
-        f"{section}.{key}": value
-        for section, values in config.to_dict().items()
-        if isinstance(values, dict)
-        for key, value in values.items()
-    }
-    flat.pop("train.seed")
-    return flat
 
 
 def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:
