@@ -24,6 +24,7 @@ disk) stops the run with `CheckpointWriteError` naming the file, and the last go
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -501,11 +502,15 @@ def _generator_step_probe(config: ExperimentConfig, device: torch.device) -> Cal
     """For ``train.precision=auto``: seconds of one forward and backward pass of a generator at the training
     crop size and batch, in a precision (the best of two passes after one warm-up)."""
 
-    def probe(precision: str) -> float:
+    @functools.cache  # built at the first call only: most CPUs need no timing
+    def generator_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
         torch.manual_seed(0)
-        generator = generator_from_config(config.generator).to(device)
         side = config.multiscale.local_size if config.multiscale.enabled else config.data.crop_size
         x = torch.randn(config.train.batch_size, 3, side, side, device=device)  # (B, RGB, side, side)
+        return generator_from_config(config.generator).to(device), x
+
+    def probe(precision: str) -> float:
+        generator, x = generator_and_input()
         times = []
         for _ in range(3):
             start = time.perf_counter()
