@@ -96,9 +96,10 @@ def test_cli(tmp_path, capsys):
     assert labels.max() <= 13
 
 
-def test_green_scenes_have_other_class_statistics(tmp_path):
+def test_green_and_town_scenes_have_other_class_statistics(tmp_path):
     """The second world: trees and houses in the source, open roads and sky in the target (the opposite
-    pressure of the city world), recorded in the manifest's settings."""
+    pressure of the city world), recorded in the manifest's settings; the third: the same source against a
+    town that holds every class."""
     manifest = write_world(
         tmp_path / "green",
         seed=3,
@@ -118,5 +119,21 @@ def test_green_scenes_have_other_class_statistics(tmp_path):
     )
     assert "scenes" not in city["settings"]  # city worlds keep their settings (and manifests) as before
     assert city["train_class_pixel_fractions"]["target"]["building"] > 0.2
+    town = write_world(
+        tmp_path / "town",
+        seed=3,
+        train=6,
+        test=1,
+        size=(128, 64),
+        aerial_size=None,
+        scenes="town",
+        progress=False,
+    )
+    fractions = town["train_class_pixel_fractions"]
+    assert fractions["source"] == manifest["train_class_pixel_fractions"]["source"]  # the green source
+    for name in ("road", "sidewalk", "building", "vegetation", "terrain", "sky", "car"):
+        assert fractions["target"][name] > 0.02, name  # the town holds every class
+    assert fractions["target"]["building"] > 2 * fractions["source"]["building"]
+    assert fractions["source"]["vegetation"] > fractions["target"]["vegetation"] + 0.02
     with pytest.raises(ValueError, match="unknown scenes 'forest'"):
         write_world(tmp_path / "x", scenes="forest", progress=False)

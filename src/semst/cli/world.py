@@ -40,10 +40,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-aerial", action="store_true", help="skip the aerial photo/map pairs")
     p.add_argument(
         "--scenes",
-        choices=("city", "green"),
+        choices=("city", "green", "town"),
         default="city",
-        help="class statistics: city (much sky and road against dense buildings) or green (trees and houses "
-        "against open roads and sky)",
+        help="class statistics: city (much sky and road against dense buildings), green (trees and houses "
+        "against open roads and sky) or town (trees and houses against a town that holds every class)",
     )
     add_progress(p)
     add_verbosity(p)

@@ -100,7 +100,8 @@ def write_world(
         size: street scene size (width, height); 2:1 like Cityscapes by default.
         aerial_size: side of the square aerial pairs; None skips the aerial set.
         scenes: the scene statistics of both domains, a name of `semst.world.layout.SCENES` (``city``: much sky
-            and road against dense buildings; ``green``: trees and houses against open roads and sky).
+            and road against dense buildings; ``green``: trees and houses against open roads and sky; ``town``:
+            trees and houses against a town that holds every class).
     """
     out = Path(out)
     width, height = size

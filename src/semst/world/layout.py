@@ -119,12 +119,32 @@ GREEN_TARGET_STATS = SceneStats(
     poles=(2, 4),
     sign_prob=0.8,
 )
+# A third world: the green suburban source streets against a town whose scenes hold every class in a share a
+# segmenter learns (buildings, trees, sky, road, sidewalk, cars), so that distortion is measured on every class
+# (the green world's target has almost no buildings or trees, and its segmenter never learns them). The
+# pressure: more sky and building and fewer trees than the source, so a translator that imitates the target
+# turns trees into buildings or sky.
+TOWN_TARGET_STATS = SceneStats(
+    horizon=(0.40, 0.50),
+    road_width=(0.7, 1.0),
+    sidewalk_width=(0.1, 0.2),
+    verge_prob=0.5,
+    building_prob=0.8,
+    building_height=(3.0, 8.0),
+    trees=(3, 6),
+    cars=(2, 5),
+    people=(1, 3),
+    poles=(2, 4),
+    sign_prob=0.6,
+)
 SCENES: dict[str, dict[str, SceneStats]] = {
     "city": DOMAIN_STATS,
     "green": {"source": GREEN_SOURCE_STATS, "target": GREEN_TARGET_STATS},
+    "town": {"source": GREEN_SOURCE_STATS, "target": TOWN_TARGET_STATS},
 }
-"""The worlds' scene statistics by name: ``city`` (the default; sky and road against dense buildings) and
-``green`` (trees and houses against open roads and sky)."""
+"""The worlds' scene statistics by name: ``city`` (the default; sky and road against dense buildings),
+``green`` (trees and houses against open roads and sky) and ``town`` (trees and houses against a town that
+holds every class)."""
 
 
 @dataclass
