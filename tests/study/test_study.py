@@ -204,7 +204,13 @@ def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path
     shutil.copytree(prepared, directory)
     extended = Study.create(
         directory,
-        _spec(world, seeds=(0, 1, 2), variants=(VARIANTS["SemST"], VARIANTS["CUT"], VARIANTS["FastCUT"])),
+        _spec(
+            world,
+            seeds=(0, 1, 2),
+            variants=(VARIANTS["SemST"], VARIANTS["CUT"], VARIANTS["FastCUT"]),
+            baseline="FastCUT",
+            title="another title",
+        ),
     )
     assert extended.spec.seeds == (0, 1, 2) and [v.name for v in extended.spec.variants] == [
         "SemST",
@@ -212,6 +218,14 @@ def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path
         "FastCUT",
     ]
     assert len(extended.pending()) == 9
+    # extending keeps what the study compares with and its title; relabel changes them, on disk too
+    assert (extended.spec.baseline, extended.spec.title) == ("CUT", "tiny study")
+    relabelled = extended.relabel(baseline="FastCUT")
+    assert Study.open(directory).spec == relabelled.spec
+    assert (relabelled.spec.baseline, relabelled.spec.title) == ("FastCUT", "tiny study")
+    with pytest.raises(StudyError, match="the baseline 'DRIT' is not one of the variants"):
+        relabelled.relabel(baseline="DRIT")
+    assert Study.open(directory).spec.baseline == "FastCUT"
     with pytest.raises(StudyError, match="another scale"):
         Study.create(directory, _spec(world, scale=SCALES["demo"]))
     changed = replace(VARIANTS["CUT"], overrides={"loss.contrastive_weight": 2.0})
@@ -225,6 +239,39 @@ def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path
         _spec(world, baseline="FastCUT")
     with pytest.raises(StudyError, match="not a study folder"):
         Study.open(tmp_path)
+
+
+def test_the_command_line_extends_a_study_without_changing_its_baseline(world, prepared, tmp_path):
+    """`semst study run STUDY --variants NEW`: a default baseline does not replace the study's; --baseline
+    names any variant of the extended study, and a new study's must be one of its own."""
+    from semst.cli import build_parser
+    from semst.cli.study import _spec as spec_from_args
+
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+
+    def args(folder, *more):
+        return build_parser().parse_args(
+            [
+                "study",
+                "run",
+                str(folder),
+                "--data",
+                f"world:{world}",
+                "--scale",
+                "tiny",
+                "--seeds",
+                "2",
+                *more,
+            ]
+        )
+
+    spec = spec_from_args(args(directory, "--variants", "FastCUT", "--baseline", "CUT"))
+    study = Study.create(directory, spec).relabel(baseline="CUT")
+    assert study.spec.baseline == "CUT" and study.spec.title == "tiny study"
+    assert [v.name for v in Study.open(directory).spec.variants] == ["SemST", "CUT", "FastCUT"]
+    with pytest.raises(StudyError, match="the baseline 'CUT' is not one of the variants"):
+        spec_from_args(args(tmp_path / "new", "--variants", "FastCUT", "--baseline", "CUT"))
 
 
 def test_a_default_changed_since_the_first_seeds_is_refused(world, complete, tmp_path):

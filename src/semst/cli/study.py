@@ -147,7 +147,7 @@ def add_parser(subparsers) -> None:
 
 def _spec(args: argparse.Namespace):
     from semst.study.data import StudyData, open_study_data
-    from semst.study.runner import StudySpec
+    from semst.study.runner import STUDY_FILE, StudySpec
     from semst.study.variants import SCALES, read_variants_file, resolve_variants
 
     if args.data and (args.source or args.target):
@@ -168,7 +168,9 @@ def _spec(args: argparse.Namespace):
     extra = read_variants_file(args.variants_file) if args.variants_file else None
     variants = resolve_variants(args.variants, extra)
     names = [v.name for v in variants]
-    baseline = args.baseline or ("CUT" if "CUT" in names else names[-1])
+    baseline = "CUT" if "CUT" in names else names[-1]
+    if args.baseline in names or (args.baseline and not (Path(args.study) / STUDY_FILE).is_file()):
+        baseline = args.baseline  # a new study's --baseline must be one of its variants (checked here)
     return StudySpec(
         data=data.spec,
         segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else "",
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             )
         study = Study.open(args.study)
     else:
-        study = Study.create(args.study, spec)
+        study = Study.create(args.study, spec).relabel(baseline=args.baseline, title=args.title)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     study.run(shard=args.shard, jobs=args.jobs, progress=not args.no_progress)

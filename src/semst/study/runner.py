@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,9 @@ class StudySpec:
         )
 
     def extended_by(self, other: StudySpec) -> StudySpec:
-        """This spec with the variants and seeds of ``other`` added; the rest must agree."""
+        """This spec with the variants and seeds of ``other`` added; the rest must agree. The baseline and the
+        title stay this spec's (extending a study, or merging a shard, does not change what it compares with;
+        `Study.relabel` does)."""
         for key in ("data", "segmenter", "scale"):
             if getattr(self, key) != getattr(other, key):
                 raise StudyError(
@@ -134,7 +136,7 @@ class StudySpec:
                 )
         variants = (*self.variants, *(v for v in other.variants if v.name not in mine))
         seeds = (*self.seeds, *(s for s in other.seeds if s not in self.seeds))
-        return StudySpec(self.data, self.segmenter, variants, seeds, self.scale, other.baseline, other.title)
+        return StudySpec(self.data, self.segmenter, variants, seeds, self.scale, self.baseline, self.title)
 
 
 def _shard(runs: list, shard: tuple[int, int]) -> list:
@@ -168,6 +170,14 @@ class Study:
         directory.mkdir(parents=True, exist_ok=True)
         write_json(path, spec.to_dict())
         return cls(directory, spec)
+
+    def relabel(self, *, baseline: str | None = None, title: str | None = None) -> Study:
+        """This study with another baseline (one of its variants) or title, written to its study.json; None
+        keeps the present one."""
+        spec = replace(self.spec, baseline=baseline or self.spec.baseline, title=title or self.spec.title)
+        if spec != self.spec:
+            write_json(self.directory / STUDY_FILE, spec.to_dict())
+        return Study(self.directory, spec)
 
     @classmethod
     def open(cls, directory: str | Path) -> Study:
