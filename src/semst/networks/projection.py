@@ -171,7 +171,9 @@ class PatchProjector(nn.Module):
             raise ValueError(f"Locations for tap {tap!r} are empty; expected at least one position.")
         # Range-checked on the CPU only: on an accelerator the check would force a device sync per tap
         # (the training step keeps locations on the CPU for this reason; gather still fails on bad indices).
-        low, high = (int(index.min()), int(index.max())) if index.device.type == "cpu" else (0, 0)
+        # Not inside torch.compile either, where reading the values breaks the graph.
+        checked = index.device.type == "cpu" and not torch.compiler.is_compiling()
+        low, high = (int(index.min()), int(index.max())) if checked else (0, 0)
         if low < 0 or high >= num_positions:
             raise ValueError(
                 f"Locations for tap {tap!r} must lie in [0, {num_positions}) (H * W of its feature map), "
