@@ -129,3 +129,10 @@ def test_gpu_check_dry_run_lists_every_part(tmp_path):
     ):
         assert f"{part}: not run (dry run)" in status
     assert (tmp_path / "out" / "summary.md").is_file()
+
+
+def test_discriminator_batching_times_both_ways():
+    result = _run("discriminator_batching.py", "--size", "32", "--base-channels", "8", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "separate" in line]
+    assert len(lines) == 4 and all("joined" in line for line in lines)  # D and G update, single and multi
