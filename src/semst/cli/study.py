@@ -99,9 +99,14 @@ def add_parser(subparsers) -> None:
         "--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)"
     )
     what.add_argument(
-        "--baseline", default=None, help="the variant compared with (default: CUT if listed, else the last)"
+        "--baseline",
+        default=None,
+        help="the variant compared with (default: CUT if listed, else the last; a study being extended keeps "
+        "its own)",
     )
-    what.add_argument("--title", default=None, help="the report's title")
+    what.add_argument(
+        "--title", default=None, help="the report's title (a study being extended keeps its own)"
+    )
     how = run.add_argument_group("how it runs")
     how.add_argument("--jobs", type=int, default=1, metavar="N", help="runs in parallel worker processes")
     how.add_argument(
