@@ -239,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
             )
         study = Study.open(args.study)
     else:
-        study = Study.create(args.study, spec).relabel(baseline=args.baseline, title=args.title)
+        study = Study.create(args.study, spec)
+    study = study.relabel(baseline=args.baseline, title=args.title)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     study.run(shard=args.shard, jobs=args.jobs, progress=not args.no_progress)
