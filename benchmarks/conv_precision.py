@@ -16,16 +16,9 @@ import time
 
 import torch
 
+from semst.runtime import cpu_bf16_features
+
 SHAPES = ((32, 128), (64, 64), (128, 32), (64, 256), (128, 128), (256, 64))
-
-
-def cpu_bf16_features() -> list[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(set(flags) & {"avx512_bf16", "amx_bf16", "amx_tile"})
 
 
 def time_conv(channels: int, size: int, precision: str, channels_last: bool, repeats: int) -> float:

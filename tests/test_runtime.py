@@ -92,3 +92,4 @@ def test_the_cpu_bf16_check_reads_the_cpu_flags(monkeypatch, tmp_path):
     assert runtime.cpu_bf16_instructions() is True
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu amx_bf16 amx_tile\n")
     assert runtime.cpu_bf16_instructions() is True
+    assert runtime.cpu_bf16_features() == ["amx_bf16", "amx_tile"]

@@ -100,19 +100,27 @@ def check_precision(device: torch.device, precision: str) -> None:
         raise ValueError(f"fp16 autocast needs a CUDA device (this runs on {device.type}); use bf16 or fp32")
 
 
-def cpu_bf16_instructions() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512_BF16 or AMX-BF16, from Linux's /proc/cpuinfo).
-
-    Without them oneDNN converts bf16 to fp32 and back around every operation, and bf16 autocast is slower
-    than fp32 (2.6-3x per convolution on a CPU with AVX-512 but no AVX512_BF16: docs/benchmarks.md)."""
+def cpu_bf16_features() -> list[str]:
+    """This CPU's bf16-related flags (``avx512_bf16``, ``amx_bf16``, ``amx_tile``) from Linux's /proc/cpuinfo,
+    sorted; empty where there is none or no /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+                    return sorted(
+                        {"avx512_bf16", "amx_bf16", "amx_tile"} & set(line.split(":", 1)[1].split())
+                    )
     except OSError:
         pass
-    return False
+    return []
+
+
+def cpu_bf16_instructions() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512_BF16 or AMX-BF16: `cpu_bf16_features`).
+
+    Without them oneDNN converts bf16 to fp32 and back around every operation, and bf16 autocast is slower
+    than fp32 (2.6-3x per convolution on a CPU with AVX-512 but no AVX512_BF16: docs/benchmarks.md)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_bf16_features()))
 
 
 def resolve_precision(
