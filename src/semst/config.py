@@ -125,6 +125,9 @@ class MultiScaleConfig:
         None  # resize training images to this width (aspect kept) first; None = as stored
     )
     attention_hidden: int = 64  # width of the scale-attention head that predicts M_s from G_g's bottleneck
+    attention_init: float = (
+        0.5  # M_s where training starts (its head's bias is logit of it): 0.5 trusts both scales alike
+    )
     local_adversarial_weight: float = (
         0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused
     )
@@ -322,6 +325,10 @@ class ExperimentConfig:
             problems.append(
                 f"multiscale.image_width ({ms.image_width}) must be at least the global region "
                 f"(global_size * scale = {ms.global_size * ms.scale}) or null"
+            )
+        if not 0.0 < ms.attention_init < 1.0:
+            problems.append(
+                f"multiscale.attention_init must be in (0, 1), a sigmoid's output (got {ms.attention_init})"
             )
         for name in ("local_adversarial_weight", "global_adversarial_weight"):
             if not 0.0 <= getattr(ms, name) <= 1.0:

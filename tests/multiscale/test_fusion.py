@@ -82,3 +82,26 @@ def test_gradients_reach_both_branches_and_the_attention():
     fused.square().sum().backward()
     assert local.grad.abs().sum() > 0 and global_maps.grad.abs().sum() > 0
     assert head.out.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("start", [0.12, 0.5, 0.88])
+def test_the_translator_starts_at_the_configured_attention(start):
+    """``multiscale.attention_init`` is the M_s a new multi-scale translator predicts everywhere."""
+    from semst.config import ExperimentConfig
+    from semst.translators import MultiScaleTranslator
+
+    config = ExperimentConfig().replace(
+        {"generator.base_channels": 8, "generator.num_blocks": 2, "multiscale.attention_init": start}
+    )
+    translator = MultiScaleTranslator.build(config)
+    maps, _ = translator.predict_global(torch.rand(1, 3, 32, 32) * 2 - 1)
+    attention = maps[:, 3]
+    assert (attention - start).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5, 2.0])
+def test_an_attention_start_outside_the_open_unit_interval_is_refused(bad):
+    from semst.config import ConfigError, ExperimentConfig
+
+    with pytest.raises(ConfigError, match="multiscale.attention_init must be in"):
+        ExperimentConfig().replace({"multiscale.attention_init": bad}).validate()

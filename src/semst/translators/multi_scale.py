@@ -24,6 +24,7 @@ The same three steps run everywhere, with different cuts of the image:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -102,6 +103,7 @@ class MultiScaleTranslator(Translator):
             generator_global.tap_channels([tap])[tap],
             hidden=config.multiscale.attention_hidden,
             norm=config.generator.norm,
+            initial_bias=math.log(config.multiscale.attention_init / (1 - config.multiscale.attention_init)),
         )
         return cls(
             generator_global,
