@@ -128,6 +128,9 @@ class MultiScaleConfig:
     attention_init: float = (
         0.5  # M_s where training starts (its head's bias is logit of it): 0.5 trusts both scales alike
     )
+    local_patch_losses: Literal["local", "fused"] = (
+        "local"  # what the local branch's hDCE/TS compare with X_l: G_l's own output, or the fused Y (Eq. 6)
+    )
     local_adversarial_weight: float = (
         0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused
     )

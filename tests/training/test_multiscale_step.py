@@ -171,3 +171,27 @@ def test_flip_equivariance_is_refused(make_config):
     config, networks, optimizers = _setup(make_config, **{"loss.flip_equivariance": True})
     with pytest.raises(ValueError, match="single-scale only"):
         _step(config, networks, optimizers, make_batch(config))
+
+
+@pytest.mark.parametrize("compared", ["local", "fused"])
+def test_the_local_patch_losses_reach_the_scale_attention_only_from_the_fused_output(make_config, compared):
+    """``multiscale.local_patch_losses``: with ``local`` the local branch's hDCE/TS compare X_l with G_l's own
+    output, so no patch loss reaches M_s through the fusion; with ``fused`` they compare it with the fused Y
+    (Eq. 6), so they train the scale attention. The adversarial loss is off, so whatever moves the
+    attention head in a step is the patch losses."""
+    config, networks, optimizers = _setup(
+        make_config, **{"multiscale.local_patch_losses": compared, "loss.adversarial_weight": 0.0}
+    )
+    translator = networks.translator
+    batch = make_batch(config)
+    out = translator.training_forward(batch, taps=config.projection.taps, identity=True)
+    local_branch = next(b for b in out.branches if b.name == "local")
+    fused, count = out.judged[0][0], batch.size
+    assert torch.equal(local_branch.outputs[:count], fused) == (compared == "fused")
+    # the identity rows are G_l's own output on the target crops either way
+    torch.testing.assert_close(local_branch.outputs[count:], translator.generator_local(batch.target.crop))
+
+    before = [p.detach().clone() for p in translator.attention.parameters()]
+    _step(config, networks, optimizers, batch)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
+    assert moved == (compared == "fused")

@@ -68,6 +68,10 @@ class MultiScaleTranslator(Translator):
         global_adversarial_weight: the share on G_g's own output at its scale, judged against real target
             global crops (0 by default: the global output reaches the loss only through the fusion). The
             rest is on the fused output.
+        local_patch_losses: what the local branch's hDCE and TS losses compare with the local input:
+            ``"local"``, G_l's own output (then the scale attention learns from the adversarial loss alone),
+            or ``"fused"``, the fused output Y (HRDA's order: the main losses on the fused prediction), so
+            that they reach M_s and G_g too.
     """
 
     kind = "multi-scale"
@@ -82,6 +86,7 @@ class MultiScaleTranslator(Translator):
         config: ExperimentConfig,
         local_adversarial_weight: float = 0.1,
         global_adversarial_weight: float = 0.0,
+        local_patch_losses: str = "local",
     ) -> None:
         super().__init__(config)
         if scale < 1:
@@ -93,6 +98,9 @@ class MultiScaleTranslator(Translator):
         self.attention_tap = attention_tap(generator_global)
         self.local_adversarial_weight = float(local_adversarial_weight)
         self.global_adversarial_weight = float(global_adversarial_weight)
+        if local_patch_losses not in ("local", "fused"):
+            raise ValueError(f"local_patch_losses must be 'local' or 'fused', got {local_patch_losses!r}")
+        self.local_patch_losses = local_patch_losses
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> MultiScaleTranslator:
@@ -113,6 +121,7 @@ class MultiScaleTranslator(Translator):
             config=config,
             local_adversarial_weight=config.multiscale.local_adversarial_weight,
             global_adversarial_weight=config.multiscale.global_adversarial_weight,
+            local_patch_losses=config.multiscale.local_patch_losses,
         )
 
     @classmethod
@@ -181,10 +190,13 @@ class MultiScaleTranslator(Translator):
             judged.append((local[:count], target.crop, w_local))
         if w_global > 0:
             judged.append((maps[:count, :3], target.global_crop, w_global))
+        # The local branch's patch losses compare X_l with G_l's own output, or with the fused Y, so that they
+        # reach the scale attention and G_g too (the identity rows keep G_l's output on target crops).
+        local_outputs = local if self.local_patch_losses == "local" else torch.cat([fused, local[count:]])
         return TrainingForward(
             branches=[
                 Branch("global", self.generator_global, global_inputs, maps[:, :3], global_features),
-                Branch("local", self.generator_local, local_inputs, local, local_features),
+                Branch("local", self.generator_local, local_inputs, local_outputs, local_features),
             ],
             judged=judged,
             scalars={"M_s/mean": on_local[:, 3:].detach().float().mean()},
