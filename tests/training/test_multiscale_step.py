@@ -53,12 +53,13 @@ def test_every_network_learns_and_losses_are_named(make_config):
         assert all(p.requires_grad for p in module.parameters())
 
 
-def _branch_losses(generator, projector, inputs, taps, num_patches, stream):
+def _branch_losses(generator, projector, inputs, taps, num_patches, stream, outputs=None):
     """hDCE (source half), its identity half and TS of one branch, recomputed CUT's way: a separate encoder
-    pass over the real inputs and one over the translations, patch locations seeded as the step seeds them
-    (seed 0, step 0, the branch's stream word, tap index, domain half, image index)."""
+    pass over the real inputs and one over the translations (``outputs``, default the generator's own),
+    patch locations seeded as the step seeds them (seed 0, step 0, the branch's stream word, tap index,
+    domain half, image index)."""
     keys_f = generator.encode(inputs, taps)
-    query_f = generator.encode(generator(inputs), taps)
+    query_f = generator.encode(generator(inputs) if outputs is None else outputs, taps)
     locations = {}
     for t, tap in enumerate(taps):
         h, w = keys_f[tap].shape[-2:]
@@ -73,12 +74,16 @@ def _branch_losses(generator, projector, inputs, taps, num_patches, stream):
     }
 
 
-@pytest.mark.parametrize("weight", [0.1, 0.0])
-def test_reported_losses_equal_an_independent_computation(make_config, weight):
+@pytest.mark.parametrize(("weight", "compared"), [(0.1, "local"), (0.0, "local"), (0.1, "fused")])
+def test_reported_losses_equal_an_independent_computation(make_config, weight, compared):
     """Recompute Eq. 4-6 and the weighted adversarial terms by hand from copies of the networks taken before
     the step (the D loss) and the discriminator after its update (the G loss), and every branch's hDCE, its
-    identity term and TS with the step's patch locations; the total then follows from these values alone."""
-    config, networks, optimizers = _setup(make_config, **{"multiscale.local_adversarial_weight": weight})
+    identity term and TS with the step's patch locations (the local branch's on G_l's own output or on the
+    fused one, ``multiscale.local_patch_losses``); the total then follows from these values alone."""
+    config, networks, optimizers = _setup(
+        make_config,
+        **{"multiscale.local_adversarial_weight": weight, "multiscale.local_patch_losses": compared},
+    )
     batch = make_batch(config, seed=1)
     before = copy.deepcopy(networks)
     losses = _step(config, networks, optimizers, batch)
@@ -119,6 +124,7 @@ def test_reported_losses_equal_an_independent_computation(make_config, weight):
                 taps,
                 patches,
                 stream=2,
+                outputs=torch.cat([fused, t.generator_local(tgt.crop)]) if compared == "fused" else None,
             ),
         }
     torch.testing.assert_close(losses["D/loss"], expected_d)
