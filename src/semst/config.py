@@ -33,6 +33,7 @@ PRESETS = ("semst", "cut", "fastcut")
 # that resuming or fine-tuning an older run computes what it computed before.
 ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {
     "loss.ts_projector_gradient": "both",  # semst 0.1: the TS loss trained F through both embeddings
+    "multiscale.local_patch_losses": "local",  # before experiment 11: the local hDCE/TS read G_l's own output
 }
 
 
@@ -129,7 +130,7 @@ class MultiScaleConfig:
         0.5  # M_s where training starts (its head's bias is logit of it): 0.5 trusts both scales alike
     )
     local_patch_losses: Literal["local", "fused"] = (
-        "local"  # what the local branch's hDCE/TS compare with X_l: G_l's own output, or the fused Y (Eq. 6)
+        "fused"  # what the local branch's hDCE/TS compare with X_l: the fused Y (Eq. 6), or G_l's own output
     )
     local_adversarial_weight: float = (
         0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused

@@ -103,6 +103,12 @@ VARIANTS: dict[str, Variant] = {
             "semst 0.1's SemST: the TS loss also trains the projection head F (docs/experiments.md)",
         ),
         Variant(
+            "SemST-local-losses",
+            "semst",
+            {"multiscale.local_patch_losses": "local"},
+            "the local branch's hDCE/TS on G_l's own output, not the fused one (semst before experiment 11)",
+        ),
+        Variant(
             "SemST-gadv0.3",
             "semst",
             {"multiscale.global_adversarial_weight": 0.3},

@@ -86,7 +86,7 @@ class MultiScaleTranslator(Translator):
         config: ExperimentConfig,
         local_adversarial_weight: float = 0.1,
         global_adversarial_weight: float = 0.0,
-        local_patch_losses: str = "local",
+        local_patch_losses: str = "fused",
     ) -> None:
         super().__init__(config)
         if scale < 1:
