@@ -84,3 +84,11 @@ def test_variants_from_a_file(tmp_path):
     path.write_text("something: else\n")
     with pytest.raises(ConfigError, match="a list of variants"):
         read_variants_file(path)
+
+
+def test_a_variant_is_its_settings_not_its_description():
+    """A study extended after a built-in variant's description was reworded still holds the same variant;
+    another override is another variant."""
+    a = Variant("SemST-x", "semst", {"loss.ts_weight": 1.0}, "old words")
+    assert a == Variant("SemST-x", "semst", {"loss.ts_weight": 1.0}, "new words")
+    assert a != Variant("SemST-x", "semst", {"loss.ts_weight": 2.0}, "old words")

@@ -40,7 +40,7 @@ class Variant:
     name: str
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
+    description: str = field(default="", compare=False)  # words only: a new wording is the same variant
     tiling: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,7 +100,7 @@ VARIANTS: dict[str, Variant] = {
             "SemST-TSboth",
             "semst",
             {"loss.ts_projector_gradient": "both"},
-            "semst 0.1's SemST: the TS loss also trains the projection head F (docs/experiments.md)",
+            "the TS loss also trains the projection head F, as in semst 0.1 (docs/experiments.md, experiment 1)",
         ),
         Variant(
             "SemST-local-losses",
