@@ -83,7 +83,8 @@ class Branch:
         generator: the generator that translated ``inputs``.
         inputs: (B', 3, h, w) what it translated: the source crops, then (with the identity term) the target
             crops, so B' = B or 2B.
-        outputs: (B', 3, h, w) its translations.
+        outputs: (B', 3, h, w) the translations its patch losses read: its own, or, for the multi-scale
+            local branch, the fused output on the source rows (``multiscale.local_patch_losses``).
         features: tap -> (B', C, h', w') encoder features of ``inputs`` from the same pass (the keys).
     """
 
