@@ -274,6 +274,33 @@ def test_the_command_line_extends_a_study_without_changing_its_baseline(world, p
         spec_from_args(args(tmp_path / "new", "--variants", "FastCUT", "--baseline", "CUT"))
 
 
+def test_the_command_line_extends_a_study_without_its_data(prepared, tmp_path):
+    """`semst study run STUDY --seeds 4` (or --variants) on an existing study, without --data: the study's
+    own data, scale and variants, with the seeds (variants) added; nothing asked, nothing changed."""
+    from semst.cli import build_parser
+    from semst.cli.study import _extension
+
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    before = Study.open(directory).spec
+
+    def extension(*more):
+        return _extension(build_parser().parse_args(["study", "run", str(directory), *more]), before)
+
+    assert extension() is None
+    assert extension("--jobs", "2") is None
+    more_seeds = extension("--seeds", "4")
+    assert more_seeds.seeds == (0, 1, 2, 3) and more_seeds.variants == before.variants
+    assert more_seeds.data == before.data and more_seeds.scale == before.scale
+    extended = Study.create(directory, more_seeds)
+    assert extended.spec.seeds == (0, 1, 2, 3) and extended.spec.title == before.title
+    with_fastcut = Study.create(directory, extension("--variants", "FastCUT"))
+    assert [v.name for v in with_fastcut.spec.variants] == [*(v.name for v in before.variants), "FastCUT"]
+    assert with_fastcut.spec.seeds == (0, 1, 2, 3) and with_fastcut.spec.baseline == before.baseline
+    with pytest.raises(StudyError, match="another scale"):
+        Study.create(directory, extension("--scale", "demo"))
+
+
 def test_a_default_changed_since_the_first_seeds_is_refused(world, complete, tmp_path):
     """A preset-only variant trained by an older semst (stored config without today's default) is not extended
     with seeds that would train differently; the study names the setting."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
@@ -85,18 +86,28 @@ def add_parser(subparsers) -> None:
     sets = "; ".join(f"{name}: {', '.join(members)}" for name, members in VARIANT_SETS.items())
     what.add_argument(
         "--variants",
-        default="demo",
+        default=None,
         metavar="SET_OR_NAMES",
-        help=f"a set ({sets}) or comma-separated names of: {', '.join(VARIANTS)}",
+        help=f"a set ({sets}) or comma-separated names of: {', '.join(VARIANTS)} (default: demo for a new "
+        "study; a study being extended keeps its variants and adds these)",
     )
     what.add_argument(
         "--variants-file",
         metavar="YAML",
         help="more variants: a list under 'variants:' of name, preset, overrides (dotted keys), description",
     )
-    what.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="a count (3 = seeds 0, 1, 2) or a list")
     what.add_argument(
-        "--scale", default="demo", choices=list(SCALES), help="size of every run (docs/study.md)"
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="a count (3 = seeds 0, 1, 2) or a list (default: 3 for a new study; a study being extended keeps "
+        "its seeds and adds these)",
+    )
+    what.add_argument(
+        "--scale",
+        default=None,
+        choices=list(SCALES),
+        help="size of every run (docs/study.md) (default: demo; a study keeps its own)",
     )
     what.add_argument(
         "--baseline",
@@ -171,7 +182,7 @@ def _spec(args: argparse.Namespace):
     else:
         return None
     extra = read_variants_file(args.variants_file) if args.variants_file else None
-    variants = resolve_variants(args.variants, extra)
+    variants = resolve_variants(args.variants or "demo", extra)
     names = [v.name for v in variants]
     baseline = "CUT" if "CUT" in names else names[-1]
     if args.baseline in names or (args.baseline and not (Path(args.study) / STUDY_FILE).is_file()):
@@ -180,10 +191,35 @@ def _spec(args: argparse.Namespace):
         data=data.spec,
         segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else "",
         variants=tuple(variants),
-        seeds=tuple(args.seeds),
-        scale=SCALES[args.scale],
+        seeds=tuple(args.seeds or (0, 1, 2)),
+        scale=SCALES[args.scale or "demo"],
         baseline=baseline,
         title=args.title or f"semst study: {', '.join(names)}",
+    )
+
+
+def _extension(args: argparse.Namespace, spec):
+    """The variants, seeds and scale the command line asks of an existing study (run without --data), as a
+    spec over that study's data, or None when it asks for none."""
+    from semst.study.variants import SCALES, read_variants_file, resolve_variants
+
+    if not (args.variants or args.variants_file or args.seeds or args.scale or args.segmenter):
+        return None
+    extra = read_variants_file(args.variants_file) if args.variants_file else None
+    if args.variants:
+        variants = tuple(resolve_variants(args.variants, extra))
+    elif extra:
+        variants = tuple(extra.values())
+    else:
+        variants = spec.variants
+    names = [v.name for v in variants]
+    return replace(
+        spec,
+        variants=variants,
+        baseline=spec.baseline if spec.baseline in names else names[-1],  # extending keeps the study's own
+        seeds=tuple(args.seeds or spec.seeds),
+        scale=SCALES[args.scale] if args.scale else spec.scale,
+        segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else spec.segmenter,
     )
 
 
@@ -238,6 +274,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.study} holds no study yet: name its data with --data or --source/--target"
             )
         study = Study.open(args.study)
+        extension = _extension(args, study.spec)
+        if extension is not None:  # more variants or seeds for the study's own data
+            study = Study.create(args.study, extension)
     else:
         study = Study.create(args.study, spec)
     study = study.relabel(baseline=args.baseline, title=args.title)
