@@ -194,3 +194,32 @@ def test_small_images_get_a_multiscale_warning(tmp_path, make_config):
     wide = make_config("semst", **{**TINY_MULTISCALE, "multiscale.image_width": 64})
     assert "(200x120)" in warning(wide)  # judged by the size after the configured resize (64x38)
     assert warning(make_config("semst", **{**TINY_MULTISCALE, "multiscale.image_width": 128})) is None
+
+
+def test_settings_a_run_never_reads_are_no_difference():
+    """A single-scale CUT run stored before a TS or multi-scale setting existed (it then loads with the old
+    value) trains as today's: those keys are not differences. A multi-scale run with TS is refused."""
+    from semst.config import ExperimentConfig, load_config
+    from semst.training.loop import config_differences
+
+    cut = load_config("cut")
+    older = cut.replace(
+        {
+            "loss.ts_projector_gradient": "both",
+            "multiscale.local_patch_losses": "local",
+            "loss.rsmi_alpha": 0.1,
+        }
+    )
+    assert config_differences(older, cut) == {}
+    assert config_differences(older, cut.replace({"train.lr": 1e-3})) == {"train.lr": (2e-4, 1e-3)}
+    semst = load_config("semst")
+    older_semst = semst.replace(
+        {"loss.ts_projector_gradient": "both", "multiscale.local_patch_losses": "local"}
+    )
+    assert set(config_differences(older_semst, semst)) == {
+        "loss.ts_projector_gradient",
+        "multiscale.local_patch_losses",
+    }
+    # a key is ignored only when neither run reads it: switching multi-scale on is a difference of everything
+    assert "multiscale.enabled" in config_differences(cut, cut.replace({"multiscale.enabled": True}))
+    assert isinstance(ExperimentConfig().inert_keys(), tuple)

@@ -108,9 +108,17 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose values differ between two configs, with (old, new) values."""
+    """Dotted keys whose values differ between two configs, with (old, new) values; keys that neither
+    config's training reads (`ExperimentConfig.inert_keys` of both) are left out."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    inert = set(old.inert_keys()) & set(new.inert_keys())
+    exact = {k for k in inert if not k.endswith("*")}
+    starts = tuple(k.rstrip("*") for k in inert if k.endswith("*"))
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and k not in exact and not (starts and k.startswith(starts))
+    }
 
 
 def check_resumable(saved: ExperimentConfig, requested: ExperimentConfig, path: Path) -> None:
