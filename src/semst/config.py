@@ -202,19 +202,23 @@ class ExperimentConfig:
                 part.setdefault(key, value)
         return cls.from_dict(data, source=source)
 
-    def inert_keys(self) -> tuple[str, ...]:
-        """Dotted keys (a trailing ``*``: every key with that start) whose values this config's training never
-        reads: the multi-scale settings of a single-scale model, the TS settings when lambda_TS is 0. A
-        default of theirs that changed is no reason to refuse resuming or extending a run (a CUT baseline
-        trained before a TS setting existed trains the same today)."""
-        keys: list[str] = []
+    def inert_keys(self) -> frozenset[str]:
+        """Dotted keys whose values this config's training never reads: the multi-scale settings of a
+        single-scale model, the TS settings (``loss.ts_*``, ``loss.rsmi_*``) when lambda_TS is 0. A default
+        of theirs that changed is no reason to refuse resuming or extending a run (a CUT baseline trained
+        before a TS setting existed trains the same today)."""
+        keys: set[str] = set()
         if not self.multiscale.enabled:
-            keys += [
+            keys |= {
                 f"multiscale.{f.name}" for f in dataclasses.fields(self.multiscale) if f.name != "enabled"
-            ]
+            }
         if self.loss.ts_weight == 0:
-            keys += ["loss.ts_estimator", "loss.ts_projector_gradient", "loss.ts_taps", "loss.rsmi_*"]
-        return tuple(keys)
+            keys |= {
+                f"loss.{f.name}"
+                for f in dataclasses.fields(self.loss)
+                if f.name.startswith(("ts_", "rsmi_")) and f.name != "ts_weight"
+            }
+        return frozenset(keys)
 
     def replace(self, overrides: Mapping[str, Any], *, source: str = "override") -> ExperimentConfig:
         """Return a copy with dotted-key overrides applied, e.g. ``{"train.batch_size": 4}``."""

@@ -111,13 +111,9 @@ def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> dict[str
     """Dotted keys whose values differ between two configs, with (old, new) values; keys that neither
     config's training reads (`ExperimentConfig.inert_keys` of both) are left out."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
-    inert = set(old.inert_keys()) & set(new.inert_keys())
-    exact = {k for k in inert if not k.endswith("*")}
-    starts = tuple(k.rstrip("*") for k in inert if k.endswith("*"))
+    inert = old.inert_keys() & new.inert_keys()
     return {
-        k: (a.get(k), b.get(k))
-        for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k) and k not in exact and not (starts and k.startswith(starts))
+        k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in inert
     }
 
 
