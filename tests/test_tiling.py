@@ -16,6 +16,7 @@ from semst.tiling import (
     tile_grid,
     tile_starts,
     tiled_apply,
+    window_size,
 )
 
 # (length, tile, overlap): shorter than, equal to and one more than a tile, odd sizes, large overlaps.
@@ -72,20 +73,69 @@ def test_tile_starts_examples() -> None:
     assert tile_starts(10, 4, 0) == [0, 4, 6]
 
 
-@pytest.mark.parametrize(
-    ("height", "width", "tile", "overlap"), [(37, 53, 16, 4), (5, 7, 16, 4), (16, 17, 16, 0)]
-)
-def test_tile_grid_covers_every_pixel_inside_the_image(
-    height: int, width: int, tile: int, overlap: int
+GRIDS = [
+    (height, width, tile, overlap, multiple)
+    for (tile, overlap) in [(16, 4), (16, 0), (16, 12), (7, 3), (512, 128), (512, 64), (1024, 256)]
+    for height, width in [(5, 7), (16, 17), (37, 53), (53, 37), (100, 21)]
+    + [(1024, 2048), (1052, 1914), (513, 4097)]
+    for multiple in (1, 4)
+    if overlap + multiple <= tile and (tile >= 512) == (height >= 513)
+]
+
+
+def _square_pixels(height: int, width: int, tile: int, overlap: int) -> int:
+    """Pixels of HRDA's square tiling: tile x tile windows at stride tile - overlap, the last clamped."""
+    rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    return len(rows) * len(cols) * min(tile, height) * min(tile, width)
+
+
+@pytest.mark.parametrize(("height", "width", "tile", "overlap", "multiple"), GRIDS)
+def test_tile_grid_covers_the_image_within_the_pixel_budget(
+    height: int, width: int, tile: int, overlap: int, multiple: int
 ) -> None:
-    windows = tile_grid(height, width, tile, overlap)
+    windows = tile_grid(height, width, tile, overlap, multiple)
+    h, w = window_size(height, width, tile, overlap, multiple)
+    assert h * w <= tile * tile  # the memory of one pass is bounded by the tile, whatever its shape
     covered = torch.zeros(height, width, dtype=torch.int64)
-    for top, left, h, w in windows:
-        assert (h, w) == (min(tile, height), min(tile, width))
+    for top, left, wh, ww in windows:
+        assert (wh, ww) == (h, w)
         assert top >= 0 and left >= 0 and top + h <= height and left + w <= width
         covered[top : top + h, left : left + w] += 1
     assert bool((covered >= 1).all())
-    assert len(windows) == len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    assert len(windows) == len(set(windows))
+    tops = sorted({top for top, *_ in windows})
+    lefts = sorted({left for _, left, *_ in windows})
+    assert len(windows) == len(tops) * len(lefts)  # a grid
+    for starts, side, length in ((tops, h, height), (lefts, w, width)):
+        # Neighbours share at least `overlap` pixels, every start but the last (clamped to the border, as
+        # HRDA does) is on the multiple's grid, and a side is a multiple unless it is the image's.
+        assert all(b - a <= side - overlap for a, b in itertools.pairwise(starts))
+        assert all(start % multiple == 0 for start in starts[:-1])
+        assert side == length or side % multiple == 0 or side == tile  # a tile of 7: squares of 7
+    if height * width <= tile * tile:
+        assert windows == [(0, 0, height, width)]  # one pass: no seam at all
+    if multiple == 1:
+        assert len(windows) * h * w <= _square_pixels(height, width, tile, overlap)  # never more work
+
+
+def test_window_size_examples() -> None:
+    # A 2048x1024 frame in the multi-scale default's 512-pixel tiles with 128 pixels of overlap: two rows of
+    # 576 (overlap exactly 128) instead of three rows of 512 whose last overlaps its neighbour by 384.
+    assert window_size(1024, 2048, 512, 128, 4) == (576, 448)
+    assert (
+        len(tile_grid(1024, 2048, 512, 128, 4)) == 12
+        and _square_pixels(1024, 2048, 512, 128) == 15 * 512 * 512
+    )
+    # Its global pass (the image downsampled x2, windows of 512 with 64 of overlap): 3 windows of 512x384.
+    assert tile_grid(512, 1024, 512, 64, 4) == [(0, 0, 512, 384), (0, 320, 512, 384), (0, 640, 512, 384)]
+    assert window_size(600, 400, 512, 128) == (600, 400)  # 240,000 pixels fit one 512 x 512 budget
+    assert window_size(37, 53, 16, 4) == (15, 17)
+
+
+@pytest.mark.parametrize(("height", "width"), [(0, 5), (5, 0)])
+def test_window_size_rejects_an_empty_image(height: int, width: int) -> None:
+    with pytest.raises(ValueError, match="image size must be positive"):
+        window_size(height, width, 16, 4)
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(16, 16), (16, 17), (16, -1), (0, 0), (-4, 0)])
@@ -174,16 +224,23 @@ def test_pointwise_functions_give_the_whole_image_result(blend: str, height: int
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def _deep_pixels(length: int, tile: int, overlap: int, radius: int) -> torch.Tensor:
+def _axes(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[list[int], int]]:
+    """[(row starts, window height), (column starts, window width)] of `tile_grid`'s windows."""
+    windows = tile_grid(height, width, tile, overlap, multiple)
+    tops = sorted({top for top, *_ in windows})
+    lefts = sorted({left for _, left, *_ in windows})
+    return [(tops, windows[0][2]), (lefts, windows[0][3])]
+
+
+def _deep_pixels(length: int, starts: list[int], size: int, radius: int) -> torch.Tensor:
     """(length,) bool: pixels whose +-radius neighbourhood lies inside every window covering them.
 
     An edge of a window that is also the image border does not count: there the tile and the whole image
     have the same border (and the same padding inside the network).
     """
     pixels = torch.arange(length)
-    size = min(tile, length)
     deep = torch.ones(length, dtype=torch.bool)
-    for start in tile_starts(length, tile, overlap):
+    for start in starts:
         covers = (pixels >= start) & (pixels < start + size)
         near_edge = torch.zeros(length, dtype=torch.bool)
         if start > 0:
@@ -201,11 +258,12 @@ def _check_equal_away_from_tile_borders(
         whole = net(image)  # (1, C_out, H, W)
     tiled = tiled_apply(net, image, tile=tile, overlap=overlap, multiple=multiple, blend=blend)
     height, width = image.shape[-2:]
-    rows = _deep_pixels(height, tile, overlap, radius)
-    cols = _deep_pixels(width, tile, overlap, radius)
+    (tops, tile_h), (lefts, tile_w) = _axes(height, width, tile, overlap, multiple)
+    rows = _deep_pixels(height, tops, tile_h, radius)
+    cols = _deep_pixels(width, lefts, tile_w, radius)
     deep = rows[:, None] & cols[None, :]  # (H, W)
     covered_twice = torch.zeros(height, width)
-    for top, left, h, w in tile_grid(height, width, tile, overlap):
+    for top, left, h, w in tile_grid(height, width, tile, overlap, multiple):
         covered_twice[top : top + h, left : left + w] += 1
     # The comparison must include pixels where tiles overlap and are blended, and must exclude some pixels.
     assert int((deep & (covered_twice >= 2)).sum()) > 100
@@ -251,7 +309,7 @@ def test_resnet_generator_without_norm_is_exact_away_from_tile_borders(blend: st
     net = _generator("none", downsample="strided", upsample="transposed", init_gain=1.0)
     torch.manual_seed(1)
     image = torch.rand(1, 3, 208, 272) * 2 - 1
-    assert tile_starts(208, 144, 80) == [0, 64] and tile_starts(272, 144, 80) == [0, 64, 128]
+    assert _axes(208, 272, 144, 80, 4) == [([0, 64], 144), ([0, 64, 128], 144)]  # squares are the least work
     _check_equal_away_from_tile_borders(net, image, tile=144, overlap=80, radius=31, blend=blend, multiple=4)
 
 
@@ -270,7 +328,7 @@ def test_image_smaller_than_a_tile_gives_the_padded_whole_image_result() -> None
 # --- seams -------------------------------------------------------------------------------------------
 
 
-def _seam_ratio(out: torch.Tensor, tile: int, overlap: int) -> float:
+def _seam_ratio(out: torch.Tensor, tile: int, overlap: int, multiple: int = 4) -> float:
     """How much larger the step across an interior tile edge is than a typical step between neighbours.
 
     For every pair of neighbouring columns (rows) the mean absolute difference over the pair's pixels and
@@ -282,11 +340,12 @@ def _seam_ratio(out: torch.Tensor, tile: int, overlap: int) -> float:
     step_x = (out[:, :, 1:] - out[:, :, :-1]).abs().mean(dim=(0, 1))  # (W - 1,): between columns x and x + 1
     step_y = (out[:, 1:, :] - out[:, :-1, :]).abs().mean(dim=(0, 2))  # (H - 1,)
     ratios = []
-    for steps in (step_x, step_y):
+    (tops, tile_h), (lefts, tile_w) = _axes(out.shape[-2], out.shape[-1], tile, overlap, multiple)
+    for steps, (starts, size) in ((step_x, (lefts, tile_w)), (step_y, (tops, tile_h))):
         length = steps.numel() + 1
         edges = set()
-        for start in tile_starts(length, tile, overlap):
-            edges |= {start - 1, start + tile - 1}  # the step into the tile's first and out of its last pixel
+        for start in starts:
+            edges |= {start - 1, start + size - 1}  # the step into the tile's first and out of its last pixel
         edges = sorted(e for e in edges if 0 <= e < length - 1)
         elsewhere = torch.ones(length - 1, dtype=torch.bool)
         elsewhere[edges] = False
@@ -331,10 +390,13 @@ def test_tile_batches_are_bounded_whatever_the_image_size() -> None:
     out = tiled_apply(counting_identity, image, tile=tile, overlap=32, batch_size=batch_size)
     torch.testing.assert_close(out, image)
     # Peak memory beyond the input and the canvases is that of one call of fn: at most batch_size tiles of
-    # one fixed shape, however large the image (here 5 x 11 = 55 tiles in 14 calls).
-    assert len(shapes) == -(-55 // batch_size)
+    # one fixed shape and at most tile x tile pixels, however large the image (here 6 x 9 = 54 windows of
+    # 112 x 143 in 14 calls; HRDA's 128-pixel squares would be 5 x 11 = 55).
+    windows = tile_grid(512, 1024, tile, 32)
+    assert len(windows) == 54 and windows[0][2:] == (112, 143)
+    assert len(shapes) == -(-54 // batch_size)
     assert max(shape[0] for shape in shapes) == batch_size
-    assert {shape[1:] for shape in shapes} == {(3, tile, tile)}
+    assert {shape[1:] for shape in shapes} == {(3, 112, 143)}
     assert max(n * c * h * w for n, c, h, w in shapes) <= batch_size * 3 * tile * tile
 
 
@@ -356,7 +418,10 @@ def test_tiles_are_padded_to_the_multiple_and_the_minimum_size() -> None:
     image = torch.randn(1, 2, 3, 45)
     out = tiled_apply(record, image, tile=18, overlap=6, multiple=4, batch_size=2)
     torch.testing.assert_close(out, -image)
-    assert set(seen) == {(8, 20)}  # 3 rows -> at least 2 * 4; 18 columns -> 20
+    # 3 x 45 = 135 pixels fit in one window of at most 18 x 18; its 3 rows are padded to 2 * 4 (the minimum
+    # size), its 45 columns to 48 (the multiple).
+    assert window_size(3, 45, 18, 6, 4) == (3, 45) and len(seen) == 1
+    assert set(seen) == {(8, 48)}
 
 
 def test_chw_input_and_device_argument() -> None:

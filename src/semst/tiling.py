@@ -1,13 +1,16 @@
 """Memory-bounded tiled translation of images of any size.
 
-A full-resolution image is cut into overlapping square windows (tiles), the tiles are passed through a
-network a few at a time, and the outputs are blended back onto a canvas of the image's size:
+A full-resolution image is cut into overlapping windows (tiles) of at most ``tile * tile`` pixels, the
+tiles are passed through a network a few at a time, and the outputs are blended back onto a canvas of the
+image's size:
 
 >>> out = tiled_apply(generator, image, tile=512, overlap=64, multiple=generator.size_multiple)
 
-The window layout follows HRDA's sliding-window inference (``slide_inference`` in mmseg): windows of size
-``tile`` with stride ``tile - overlap``, the last window of each axis moved back so that it ends exactly at
-the image border. HRDA averages overlapping predictions with a count matrix (``blend="average"``); the
+The window layout follows HRDA's sliding-window inference (``slide_inference`` in mmseg) along each axis:
+windows with a fixed stride, the last window of each axis moved back so that it ends exactly at the image
+border. Where HRDA's windows are ``tile`` x ``tile`` squares, `window_size` shapes them (same pixel budget,
+so the same memory) so that the overlaps are no larger than needed: a 2048x1024 image in 512-pixel tiles
+takes 12 windows of 576x448 instead of 15 squares, 21 % fewer pixels through the network. HRDA averages overlapping predictions with a count matrix (``blend="average"``); the
 default ``blend="linear"`` instead weights each tile's output by a ramp that rises from its border towards
 its interior, so that the change from one tile's output to the next is spread over the overlap instead of
 appearing as a visible seam. Both are normalised per pixel:
@@ -37,7 +40,7 @@ from tqdm.auto import tqdm
 from semst.networks.padding import pad_to_multiple, padded_size
 from semst.runtime import PRECISIONS
 
-__all__ = ["BLEND_MODES", "Tiling", "blend_weights", "tile_grid", "tile_starts", "tiled_apply"]
+__all__ = ["BLEND_MODES", "Tiling", "blend_weights", "tile_grid", "tile_starts", "tiled_apply", "window_size"]
 
 BLEND_MODES = ("linear", "average")
 
@@ -47,13 +50,14 @@ class Tiling:
     """How a translator cuts a large image into passes and computes them; checked on construction.
 
     Attributes:
-        tile: side of the full-resolution windows (single-scale: the generator; multi-scale: the local
-            generator G_l), or None for one whole-image pass.
-        overlap: pixels shared by neighbouring windows, blended with linear ramps; < ``tile``.
+        tile: the full-resolution windows hold at most ``tile * tile`` pixels (single-scale: the generator;
+            multi-scale: the local generator G_l; `window_size` shapes them), or None for one whole-image
+            pass.
+        overlap: pixels neighbouring windows share at least, blended with linear ramps; < ``tile``.
         batch: windows translated at once, local tiles and global windows alike (bounds the memory; raise it
             on a GPU).
-        global_window: multi-scale only: the largest window of the global pass over the downsampled image,
-            or None for one pass over the whole downsampled image.
+        global_window: multi-scale only: the global pass's windows over the downsampled image hold at most
+            ``global_window ** 2`` pixels, or None for one pass over the whole downsampled image.
         precision: autocast precision of the networks' passes: ``fp32`` (none), ``bf16``, or ``fp16`` (CUDA
             only). The blended canvases and the output are float32 whatever it is.
         width: translate at this image width: the image is resized to it (aspect kept, antialiased) before
@@ -125,22 +129,112 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [min(i * stride, length - tile) for i in range(count)]
 
 
-def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+def _covers(length: int, side: int, count: int, overlap: int, multiple: int) -> bool:
+    """Whether ``count`` windows of ``side`` on a stride grid of multiples of ``multiple`` (each pair sharing
+    at least ``overlap`` pixels) reach the end of an axis of ``length``."""
+    stride = (side - overlap) // multiple * multiple
+    return stride > 0 and side + (count - 1) * stride >= length
+
+
+def _side_for(length: int, count: int, overlap: int, multiple: int) -> int:
+    """The smallest window side (a multiple of ``multiple``, or ``length``) with which ``count`` windows
+    cover an axis of ``length`` pixels, neighbours sharing at least ``overlap`` pixels."""
+    side = -(-(length + (count - 1) * overlap) // count)  # ceil: evenly shared overlaps
+    side = -(-side // multiple) * multiple
+    while side < length and not _covers(length, side, count, overlap, multiple):
+        side += multiple
+    return min(side, length)
+
+
+def window_size(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, int]:
+    """The (h, w) of the windows that `tile_grid` cuts an image into.
+
+    ``tile`` bounds a window's pixels, ``h * w <= tile * tile`` (what a pass costs in memory), not its shape:
+    among the window sizes whose sides lie between ``max(tile // 2, overlap + multiple)`` and the image's,
+    and whose grid (`tile_starts`, neighbours sharing at least ``overlap`` pixels, starts on multiples of
+    ``multiple``) covers the image, it picks the one with the fewest pixels in all windows together (then the
+    fewest windows, then the squarest). A 2048x1024 image in 512-pixel tiles with 128 pixels of overlap gets
+    12 windows of 576x448 (3.1 megapixels of network input) instead of 15 squares of 512 (3.9 megapixels:
+    the third row of squares would overlap the second by 384 pixels). An image of at most ``tile * tile``
+    pixels is one window.
+
+    Args:
+        height, width: Image size in pixels (>= 1).
+        tile: Windows hold at most ``tile * tile`` pixels (>= 1).
+        overlap: Least number of pixels neighbouring windows share, 0 <= overlap < tile.
+        multiple: Window sides are multiples of it (or the image's side), and so are the strides, so
+            that a network that downsamples by ``multiple`` sees every window on the same pixel grid.
+
+    Raises:
+        ValueError: If a size is not positive or ``overlap`` is outside [0, tile).
+    """
+    _check_tile_overlap(tile, overlap)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got height={height}, width={width}.")
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got multiple={multiple}.")
+    area = tile * tile
+    if height * width <= area:
+        return height, width
+    shortest = max(tile // 2, overlap + multiple)
+    best: tuple[tuple[int, int, int], tuple[int, int]] | None = None
+    for rows in range(1, height + 1):
+        side_h = _side_for(height, rows, overlap, multiple)
+        if side_h < min(height, shortest):
+            break  # more rows only make thinner windows
+        limit_w = area // side_h
+        if limit_w < min(width, shortest):
+            continue  # too tall: no window this tall fits the pixel budget
+        if width <= limit_w:
+            side_w = width
+        else:
+            cols = -(-(width - overlap) // max(limit_w - overlap, 1))
+            side_w = _side_for(width, cols, overlap, multiple)
+            while side_w > limit_w and cols < width:
+                cols += 1
+                side_w = _side_for(width, cols, overlap, multiple)
+            if side_w > limit_w or side_w < min(width, shortest):
+                continue
+        count = len(_starts(height, side_h, overlap, multiple)) * len(
+            _starts(width, side_w, overlap, multiple)
+        )
+        key = (count * side_h * side_w, count, abs(side_h - side_w))
+        if best is None or key < best[0]:
+            best = (key, (side_h, side_w))
+    if best is None:  # no rectangle fits the constraints (a tiny tile): squares, as HRDA lays them out
+        return min(tile, height), min(tile, width)
+    return best[1]
+
+
+def _starts(length: int, side: int, overlap: int, multiple: int) -> list[int]:
+    """`tile_starts` of windows of ``side`` along an axis of ``length``, on a stride that is a multiple of
+    ``multiple`` (neighbours then share at least ``overlap`` pixels)."""
+    if side >= length:
+        return [0]
+    stride = (side - overlap) // multiple * multiple
+    return tile_starts(length, side, side - stride if stride > 0 else overlap)
+
+
+def tile_grid(
+    height: int, width: int, tile: int, overlap: int, multiple: int = 1
+) -> list[tuple[int, int, int, int]]:
     """Windows covering every pixel of a ``height`` x ``width`` image, in row-major order.
+
+    The windows all have the size of `window_size` (at most ``tile * tile`` pixels) and lie on the grid of
+    `tile_starts` along each axis, neighbours sharing at least ``overlap`` pixels.
 
     Args:
         height: Image height in pixels (>= 1).
         width: Image width in pixels (>= 1).
-        tile: Window size in pixels (>= 1).
-        overlap: Pixels shared by neighbouring windows, 0 <= overlap < tile.
+        tile: Windows hold at most ``tile * tile`` pixels (>= 1).
+        overlap: Pixels shared by neighbouring windows at least, 0 <= overlap < tile.
+        multiple: Window sides and strides are multiples of it where the image allows (see `window_size`).
 
     Returns:
-        ``(top, left, h, w)`` per window, with ``h = min(tile, height)`` and ``w = min(tile, width)``; every
-        window lies inside the image.
+        ``(top, left, h, w)`` per window, all of one size; every window lies inside the image.
     """
-    h, w = min(tile, height), min(tile, width)
-    rows = tile_starts(height, tile, overlap)
-    cols = tile_starts(width, tile, overlap)
+    h, w = window_size(height, width, tile, overlap, multiple)
+    rows, cols = _starts(height, h, overlap, multiple), _starts(width, w, overlap, multiple)
     return [(top, left, h, w) for top in rows for left in cols]
 
 
@@ -199,8 +293,9 @@ def tiled_apply(
 ) -> torch.Tensor:
     """Apply an image-to-image function tile by tile and blend the outputs into one image.
 
-    The image is cut into the windows of `tile_grid`; all windows of one image have the same size, ``tile``
-    or the image's side where that is smaller. Windows are padded on the bottom/right to a multiple of
+    The image is cut into the windows of `tile_grid`; all windows of one image have the same size
+    (`window_size`: at most ``tile * tile`` pixels, shaped to cover the image with the least work). Windows
+    are padded on the bottom/right to a multiple of
     ``multiple`` and to at least ``min_size`` by `semst.networks.padding.pad_to_multiple`, as translators
     pad a whole image, so ``fn`` receives tiles of one fixed shape and an
     image that fits in one tile gives exactly ``fn``'s whole-image result. A window smaller than ``tile`` is
@@ -212,10 +307,11 @@ def tiled_apply(
     Args:
         fn: Maps a batch (N, C, th, tw) to (N, C_out, th, tw) (same spatial size), e.g. a generator.
         image: (1, C, H, W) or (C, H, W) floating-point image of any size.
-        tile: Window size in pixels (>= 1).
-        overlap: Pixels shared by neighbouring windows, 0 <= overlap < tile.
+        tile: Windows hold at most ``tile * tile`` pixels (>= 1).
+        overlap: Pixels shared by neighbouring windows at least, 0 <= overlap < tile.
         batch_size: Number of tiles passed to ``fn`` at once (>= 1); bounds the peak memory.
-        multiple: Tiles are padded to multiples of this (e.g. the generator's ``size_multiple``).
+        multiple: Window sides and strides are multiples of this where the image allows, and tiles are
+            padded to multiples of it (e.g. the generator's ``size_multiple``).
         min_size: Tiles are padded to at least this many pixels per side. Default ``2 * multiple``: the
             generator's reflection padding needs feature maps of at least 2 pixels at 1/``multiple`` scale.
         blend: One of ``BLEND_MODES``, see `blend_weights`.
@@ -259,7 +355,7 @@ def tiled_apply(
     run_device = x.device if device is None else torch.device(device)
     canvas_device = x.device
 
-    windows = tile_grid(height, width, tile, overlap)
+    windows = tile_grid(height, width, tile, overlap, multiple)
     tile_h, tile_w = windows[0][2], windows[0][3]  # all windows share one size
     padded_h, padded_w = padded_size(tile_h, multiple, min_size), padded_size(tile_w, multiple, min_size)
     weight = blend_weights(tile_h, tile_w, overlap, mode=blend).to(canvas_device)  # (h, w)

@@ -132,8 +132,8 @@ def test_global_windows_and_local_tiles_honour_the_tile_batch(make_config, monke
     monkeypatch.setattr(model, "predict_global", counted_global)
     monkeypatch.setattr(model.generator_local, "forward", counted_local)
     batched = model.translate_tensor(x, replace(tiling, batch=4))
-    # 60 x 100 downsampled pixels in 32 px windows overlapping by 4: 2 x 4 = 8 windows; 120 x 200 pixels in
-    # 48 px tiles overlapping by 12: 3 x 6 = 18 tiles.
-    assert len(tile_grid(60, 100, 32, 4)) == 8 and len(tile_grid(120, 200, 48, 12)) == 18
+    # 60 x 100 downsampled pixels in windows of at most 32 x 32 overlapping by 4 (multiples of 4): 2 x 4 = 8
+    # windows of 32 x 28; 120 x 200 pixels in tiles of at most 48 x 48 overlapping by 12: 3 x 6 = 18 tiles.
+    assert len(tile_grid(60, 100, 32, 4, 4)) == 8 and len(tile_grid(120, 200, 48, 12, 4)) == 18
     assert sizes["global"] == [4, 4] and sizes["local"] == [4, 4, 4, 4, 2]
     torch.testing.assert_close(batched, one_at_a_time, atol=1e-5, rtol=1e-5)

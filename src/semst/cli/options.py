@@ -77,9 +77,10 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "--tile",
         type=int,
         metavar="PX",
-        help="translate in overlapping PX x PX tiles so that memory does not grow with the image size "
-        "(default: multi-scale models tile their local generator in max(512, multiscale.local_size) "
-        "tiles; single-scale models translate the whole image at once, as tiles change instance-norm "
+        help="translate in overlapping tiles of at most PX x PX pixels (shaped to cover the image with the "
+        "least overlap) so that memory does not grow with the image size "
+        "(default: multi-scale models tile their local generator with max(512, multiscale.local_size); "
+        "single-scale models translate the whole image at once, as tiles change instance-norm "
         "statistics slightly, up to 2048x2048 pixels, and larger images in 1024 px tiles with a 256 px "
         "overlap; a PX at least the image's longest side gives one whole-image pass)",
     )
@@ -87,8 +88,8 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "--tile-overlap",
         type=int,
         metavar="PX",
-        help="pixels shared by neighbouring tiles, blended with linear ramps (default: a quarter of the "
-        "tile for multi-scale models, 64 otherwise)",
+        help="pixels neighbouring tiles share at least, blended with linear ramps (default: a quarter of "
+        "the tile for multi-scale models, 64 otherwise)",
     )
     group.add_argument(
         "--tile-batch",
@@ -101,8 +102,8 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "--global-window",
         type=int,
         metavar="PX",
-        help="multi-scale models: the global generator sees the whole downsampled image if it fits in "
-        "PX x PX, else overlapping windows of that size (default: 2 x multiscale.global_size)",
+        help="multi-scale models: the global generator sees the whole downsampled image if it has at most "
+        "PX x PX pixels, else overlapping windows of at most that many (default: 2 x multiscale.global_size)",
     )
     group.add_argument(
         "--width",
