@@ -30,6 +30,52 @@ def test_norm_layer_kinds() -> None:
     assert set(NORMS) == {"instance", "instance_affine", "none"}
 
 
+@pytest.mark.parametrize("name", ["instance", "instance_affine"])
+@pytest.mark.parametrize("shape", [(2, 5, 9, 13), (1, 3, 1, 2), (3, 4, 32, 32)])
+def test_instance_norm_equals_an_independent_computation_with_gradients(name: str, shape: tuple) -> None:
+    # The CPU path computes a group norm with one group a channel; reference: each (image, channel) plane
+    # minus its mean over its biased standard deviation, in float64, then the per-channel affine.
+    torch.manual_seed(0)
+    norm = norm_layer(name, shape[1])
+    if norm.affine:
+        with torch.no_grad():
+            norm.weight.copy_(torch.randn(shape[1]))
+            norm.bias.copy_(torch.randn(shape[1]))
+    x = (torch.randn(shape) * 3 + 1).requires_grad_()
+    x64 = x.detach().double().requires_grad_()
+    mean = x64.mean(dim=(2, 3), keepdim=True)
+    var = x64.var(dim=(2, 3), unbiased=False, keepdim=True)
+    expected = (x64 - mean) / torch.sqrt(var + norm.eps)
+    if norm.affine:
+        expected = expected * norm.weight.double()[:, None, None] + norm.bias.double()[:, None, None]
+    out = norm(x)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    # PyTorch's own instance norm, the module this one computes faster, agrees too.
+    torch.testing.assert_close(out, F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=norm.eps))
+    upstream = torch.randn(shape)
+    (out * upstream).sum().backward()
+    (expected * upstream.double()).sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_instance_norm_uses_group_norm_on_the_cpu_and_instance_norm_in_traced_graphs(monkeypatch) -> None:
+    calls = []
+    group_norm = F.group_norm
+    monkeypatch.setattr(
+        F, "group_norm", lambda *args, **kwargs: calls.append(1) or group_norm(*args, **kwargs)
+    )
+    norm = norm_layer("instance", 4)
+    x = torch.randn(1, 4, 6, 6)
+    norm(x)
+    assert calls == [1]
+    traced = torch.jit.trace(norm, (x,), check_trace=False)
+    assert calls == [1]  # the traced graph records aten::instance_norm, as nn.InstanceNorm2d's
+    assert "instance_norm" in str(traced.graph)
+    torch.testing.assert_close(traced(x), norm(x))
+    norm(torch.randn(1, 8, 6, 6))  # other channel counts get nn.InstanceNorm2d's behaviour, not group_norm's
+    assert calls == [1, 1]
+
+
 def test_norm_layer_unknown_name_lists_choices() -> None:
     with pytest.raises(ValueError, match="instance_affine"):
         norm_layer("batch", 5)

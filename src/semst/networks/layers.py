@@ -3,6 +3,7 @@
 This module holds the layers that the generator and the discriminator are assembled from:
 
 - `norm_layer`: the normalisation factory (instance norm with or without affine parameters, or none).
+- `InstanceNorm2d`: instance norm that computes as a group norm on the CPU (faster there, same values).
 - `BlurDownsample` / `BlurUpsample`: CUT's anti-aliased resampling layers (fixed depthwise binomial filters,
   after Zhang, "Making Convolutional Networks Shift-Invariant Again", ICML 2019).
 - `ResidualBlock`: the two-convolution residual block of the ResNet generator.
@@ -39,12 +40,39 @@ def norm_layer(name: str, channels: int) -> nn.Module:
     if channels < 1:
         raise ValueError(f"norm_layer expects a positive channel count, got channels={channels}.")
     if name == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if name == "instance_affine":
-        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=True, track_running_stats=False)
     if name == "none":
         return nn.Identity()
     raise ValueError(f"Unknown norm {name!r}; expected one of {NORMS}.")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """`torch.nn.InstanceNorm2d` without running statistics, computed on the CPU as a group norm with one group
+    per channel.
+
+    Both normalise each (image, channel) plane by its own mean and biased variance, then apply the optional
+    per-channel affine, so the results agree to float rounding (a test checks it, with gradients). PyTorch's
+    CPU instance norm reshapes the input to one batch-norm "batch" of B * C channels; its group-norm kernel is
+    2-3x faster at the generators' shapes (512-pixel tiles: 0.18-0.24 s against 0.49-0.51 s of a 5-6 s pass,
+    measured with the profiler). Elsewhere (CUDA, a traced or ONNX-exported graph, an input whose channel
+    count differs) it is `torch.nn.InstanceNorm2d` itself; parameters, state-dict keys and ``repr`` are
+    that module's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export()
+            or x.device.type != "cpu"
+            or x.dim() != 4
+            or x.shape[1] != self.num_features
+            or self.track_running_stats
+        ):
+            return super().forward(x)
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
 def _binomial_filter(taps: tuple[float, ...]) -> torch.Tensor:
