@@ -59,7 +59,11 @@ def test_deployable_translator_equals_semst_translation(model, size):
     with torch.no_grad():
         out = DeployableTranslator(model).eval()(x)
     assert out.shape == x.shape and out.dtype == torch.float32
-    torch.testing.assert_close(out, reference(model, x), atol=1e-5, rtol=0)
+    # semst's translation feeds the CPU networks NHWC tiles, the exported graph NCHW: the same operations
+    # summed in another order. A 1x1 image's feature planes are copies of one pixel, whose near-zero variance
+    # instance norm divides the rounding by, so that case gets a wider tolerance (still 1/40 of a grey level).
+    atol = 1e-4 if size[1:] == (1, 1) else 1e-5
+    torch.testing.assert_close(out, reference(model, x), atol=atol, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
 
 

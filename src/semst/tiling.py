@@ -289,6 +289,7 @@ def tiled_apply(
     blend: str = "linear",
     out_channels: int | None = None,
     device: torch.device | str | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
     progress: bool = False,
 ) -> torch.Tensor:
     """Apply an image-to-image function tile by tile and blend the outputs into one image.
@@ -318,6 +319,8 @@ def tiled_apply(
         out_channels: Expected C_out; checked against ``fn``'s output. Default: whatever ``fn`` returns.
         device: Where ``fn`` runs; each tile batch is moved there. Default: ``image.device``. The canvases
             stay on ``image.device`` (on the CPU for a CPU image, whatever ``device`` is).
+        memory_format: The layout of the tile batches ``fn`` receives (``torch.channels_last``: NHWC);
+            the canvases and the result are contiguous NCHW either way.
         progress: Show a tqdm progress bar over tile batches.
 
     Returns:
@@ -369,6 +372,7 @@ def tiled_apply(
                 [x[..., top : top + h, left : left + w] for top, left, h, w in batch]
             )  # (N, C, h, w)
             crops = pad_to_multiple(crops.to(run_device), multiple, min_size)  # (N, C, th, tw)
+            crops = crops.contiguous(memory_format=memory_format)
             result = fn(crops)  # (N, C_out, th, tw)
             if result.ndim != 4 or result.shape[0] != len(batch) or result.shape[-2:] != crops.shape[-2:]:
                 raise ValueError(

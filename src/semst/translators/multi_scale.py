@@ -246,6 +246,7 @@ class MultiScaleTranslator(Translator):
             multiple=self.generator_global.size_multiple,
             out_channels=4,
             device=self.device,
+            memory_format=self.pass_memory_format,
             progress=progress,
         )
 
@@ -261,6 +262,7 @@ class MultiScaleTranslator(Translator):
             multiple=self.generator_local.size_multiple,
             out_channels=3,
             device=self.device,
+            memory_format=self.pass_memory_format,
             progress=progress,
         )
 

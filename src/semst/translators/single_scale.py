@@ -115,17 +115,18 @@ class SingleScaleTranslator(Translator):
                 AUTO_TILING.tile,
             )
             tiling = AUTO_TILING
-        if tiling.tile is None:
-            return self(x.to(self.device, torch.float32)).to(x.device, torch.float32)
+        # A whole image is one window of tiled_apply: the same padding as `forward`, in the passes' layout.
+        tile, overlap = (tiling.tile, tiling.overlap) if tiling.tile else (max(height, width), 0)
         tiles = [
             tiled_apply(
                 self.generator,
                 image[None].float(),
-                tile=tiling.tile,
-                overlap=tiling.overlap,
+                tile=tile,
+                overlap=overlap,
                 batch_size=tiling.batch,
                 multiple=self.generator.size_multiple,
                 device=self.device,
+                memory_format=self.pass_memory_format,
                 progress=progress,
             )
             for image in x
