@@ -10,8 +10,10 @@ The window layout follows HRDA's sliding-window inference (``slide_inference`` i
 windows with a fixed stride, the last window of each axis moved back so that it ends exactly at the image
 border. Where HRDA's windows are ``tile`` x ``tile`` squares, `window_size` shapes them (same pixel budget,
 so the same memory) so that the overlaps are no larger than needed: a 2048x1024 image in 512-pixel tiles
-takes 12 windows of 576x448 instead of 15 squares, 21 % fewer pixels through the network. HRDA averages overlapping predictions with a count matrix (``blend="average"``); the
-default ``blend="linear"`` instead weights each tile's output by a ramp that rises from its border towards
+takes 12 windows of 576x448 instead of 15 squares, 21 % fewer pixels through the network.
+
+HRDA averages overlapping predictions with a count matrix (``blend="average"``); the default
+``blend="linear"`` instead weights each tile's output by a ramp that rises from its border towards
 its interior, so that the change from one tile's output to the next is spread over the overlap instead of
 appearing as a visible seam. Both are normalised per pixel:
 
