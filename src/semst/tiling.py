@@ -131,10 +131,16 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [min(i * stride, length - tile) for i in range(count)]
 
 
+def _stride(side: int, overlap: int, multiple: int) -> int:
+    """The largest stride of windows of ``side`` that is a multiple of ``multiple`` and keeps at least
+    ``overlap`` pixels shared (0 or less: none)."""
+    return (side - overlap) // multiple * multiple
+
+
 def _covers(length: int, side: int, count: int, overlap: int, multiple: int) -> bool:
-    """Whether ``count`` windows of ``side`` on a stride grid of multiples of ``multiple`` (each pair sharing
-    at least ``overlap`` pixels) reach the end of an axis of ``length``."""
-    stride = (side - overlap) // multiple * multiple
+    """Whether ``count`` windows of ``side`` on the stride of `_stride` reach the end of an axis of
+    ``length``."""
+    stride = _stride(side, overlap, multiple)
     return stride > 0 and side + (count - 1) * stride >= length
 
 
@@ -187,16 +193,13 @@ def window_size(height: int, width: int, tile: int, overlap: int, multiple: int 
         limit_w = area // side_h
         if limit_w < min(width, shortest):
             continue  # too tall: no window this tall fits the pixel budget
-        if width <= limit_w:
-            side_w = width
-        else:
-            cols = -(-(width - overlap) // max(limit_w - overlap, 1))
+        cols = 1 if width <= limit_w else -(-(width - overlap) // max(limit_w - overlap, 1))
+        side_w = _side_for(width, cols, overlap, multiple)
+        while side_w > limit_w and cols < width:
+            cols += 1
             side_w = _side_for(width, cols, overlap, multiple)
-            while side_w > limit_w and cols < width:
-                cols += 1
-                side_w = _side_for(width, cols, overlap, multiple)
-            if side_w > limit_w or side_w < min(width, shortest):
-                continue
+        if side_w > limit_w or side_w < min(width, shortest):
+            continue
         count = len(_starts(height, side_h, overlap, multiple)) * len(
             _starts(width, side_w, overlap, multiple)
         )
@@ -213,7 +216,7 @@ def _starts(length: int, side: int, overlap: int, multiple: int) -> list[int]:
     ``multiple`` (neighbours then share at least ``overlap`` pixels)."""
     if side >= length:
         return [0]
-    stride = (side - overlap) // multiple * multiple
+    stride = _stride(side, overlap, multiple)
     return tile_starts(length, side, side - stride if stride > 0 else overlap)
 
 
