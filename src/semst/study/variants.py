@@ -109,6 +109,12 @@ VARIANTS: dict[str, Variant] = {
             "the local branch's hDCE/TS on G_l's own output, not the fused one (semst before experiment 11)",
         ),
         Variant(
+            "SemST-sigmamin0.25",
+            "semst",
+            {"loss.rsmi_sigma_min": 0.25},
+            "the TS kernel width at least 0.25: no collapsed seed on world 1, a colour-swapped one on world 2",
+        ),
+        Variant(
             "SemST-gadv0.3",
             "semst",
             {"multiscale.global_adversarial_weight": 0.3},
