@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from semst.config import PRESETS, ConfigError, ExperimentConfig, load_config, load_preset, parse_overrides
+from semst.config import (
+    ABSENT_IN_OLDER_CONFIGS,
+    PRESETS,
+    ConfigError,
+    ExperimentConfig,
+    load_config,
+    load_preset,
+    parse_overrides,
+)
 
 
 def test_presets_hold_the_published_settings():
@@ -157,3 +165,16 @@ def test_a_stored_config_without_a_newer_setting_keeps_the_value_it_trained_with
     assert ExperimentConfig.from_stored(stored).loss.ts_projector_gradient == "queries"  # present: kept
     with pytest.raises(ConfigError, match="loss"):
         ExperimentConfig.from_stored({**stored, "loss": "hdce"})  # a malformed section is still an error
+
+
+@pytest.mark.parametrize("dotted", sorted(ABSENT_IN_OLDER_CONFIGS))
+def test_every_changed_default_loads_its_old_value_from_a_stored_config_without_the_key(dotted):
+    """Each entry names a default that changed (else it would not be needed); a stored config that lacks
+    the key trains as it did (e.g. experiment 13's bandwidth floor: older runs had none)."""
+    section, key = dotted.split(".")
+    old = ABSENT_IN_OLDER_CONFIGS[dotted]
+    assert getattr(getattr(ExperimentConfig(), section), key) != old
+    stored = ExperimentConfig().to_dict()
+    del stored[section][key]
+    assert getattr(getattr(ExperimentConfig.from_stored(stored), section), key) == old
+    assert getattr(getattr(ExperimentConfig.from_dict(stored), section), key) != old

@@ -34,6 +34,7 @@ PRESETS = ("semst", "cut", "fastcut")
 ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {
     "loss.ts_projector_gradient": "both",  # semst 0.1: the TS loss trained F through both embeddings
     "multiscale.local_patch_losses": "local",  # before experiment 11: the local hDCE/TS read G_l's own output
+    "loss.rsmi_sigma_min": 0.0,  # before experiment 14: the median-heuristic bandwidth had no floor
 }
 
 
@@ -90,7 +91,7 @@ class LossConfig:
     rsmi_lambda: float | None = None  # ridge lambda of the least-squares fit; None = semst.losses default
     rsmi_sigma: float | None = None  # Gaussian width; None = median-distance heuristic
     rsmi_num_centers: int | None = None  # kernel centres (random subset of the pairs); None = all pairs
-    rsmi_sigma_min: float = 0.0  # floor of the median-heuristic bandwidth (flat regions: tiny medians)
+    rsmi_sigma_min: float = 0.1  # floor of the median-heuristic bandwidth (flat regions: tiny medians)
     ts_projector_gradient: Literal["both", "queries", "none"] = (
         "none"  # what of F the TS loss trains: nothing (G only), the output's embeddings, or both
     )

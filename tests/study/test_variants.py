@@ -30,7 +30,8 @@ def test_table3_is_the_papers_ablation_plus_the_baselines():
     assert configs["SemST-TS0"].loss.ts_weight == 0 and configs["SemST-TS1"].loss.ts_weight == 1
     assert configs["CUT"].loss.contrastive == "patchnce" and configs["CUT"].loss.ts_weight == 0
     assert configs["FastCUT"].loss.flip_equivariance
-    assert full.loss.rsmi_sigma_min == 0 and configs["SemST-sigmamin0.25"].loss.rsmi_sigma_min == 0.25
+    assert full.loss.rsmi_sigma_min == 0.1 and configs["SemST-sigmamin0.25"].loss.rsmi_sigma_min == 0.25
+    assert configs["SemST-sigmamin0"].loss.rsmi_sigma_min == 0
     for config in configs.values():  # every variant runs at the same scale, with the run's data and seed
         assert config.train.max_steps == 500 and config.generator.base_channels == 16
         assert config.data.source == "A" and config.data.target == "B" and config.train.seed == 3

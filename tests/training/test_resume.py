@@ -214,11 +214,16 @@ def test_settings_a_run_never_reads_are_no_difference():
     assert config_differences(older, cut.replace({"train.lr": 1e-3})) == {"train.lr": (2e-4, 1e-3)}
     semst = load_config("semst")
     older_semst = semst.replace(
-        {"loss.ts_projector_gradient": "both", "multiscale.local_patch_losses": "local"}
+        {
+            "loss.ts_projector_gradient": "both",
+            "multiscale.local_patch_losses": "local",
+            "loss.rsmi_sigma_min": 0.0,
+        }
     )
     assert set(config_differences(older_semst, semst)) == {
         "loss.ts_projector_gradient",
         "multiscale.local_patch_losses",
+        "loss.rsmi_sigma_min",
     }
     # a key is ignored only when neither run reads it: switching multi-scale on is a difference of everything
     assert "multiscale.enabled" in config_differences(cut, cut.replace({"multiscale.enabled": True}))

@@ -109,6 +109,12 @@ VARIANTS: dict[str, Variant] = {
             "the local branch's hDCE/TS on G_l's own output, not the fused one (semst before experiment 11)",
         ),
         Variant(
+            "SemST-sigmamin0",
+            "semst",
+            {"loss.rsmi_sigma_min": 0.0},
+            "the TS kernel width by the median heuristic alone, without a floor (semst before experiment 14)",
+        ),
+        Variant(
             "SemST-sigmamin0.25",
             "semst",
             {"loss.rsmi_sigma_min": 0.25},
