@@ -170,7 +170,7 @@ def test_a_stored_config_without_a_newer_setting_keeps_the_value_it_trained_with
 @pytest.mark.parametrize("dotted", sorted(ABSENT_IN_OLDER_CONFIGS))
 def test_every_changed_default_loads_its_old_value_from_a_stored_config_without_the_key(dotted):
     """Each entry names a default that changed (else it would not be needed); a stored config that lacks
-    the key trains as it did (e.g. experiment 13's bandwidth floor: older runs had none)."""
+    the key trains as it did (e.g. the bandwidth floor of experiment 14: older runs had none)."""
     section, key = dotted.split(".")
     old = ABSENT_IN_OLDER_CONFIGS[dotted]
     assert getattr(getattr(ExperimentConfig(), section), key) != old
