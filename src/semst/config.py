@@ -27,6 +27,8 @@ import yaml
 
 PRESETS = ("semst", "cut", "fastcut")
 
+_MAX_EMA_STD = (1 / 12) ** 0.5  # the uniform average over the whole run (semst.training.averaging.MAX_STD)
+
 # Settings added after the first checkpoints were written whose default has since changed, with the value
 # that reproduces how a config WITHOUT the key trained (docs/experiments.md has why each default changed).
 # A stored config (a checkpoint's, a run folder's) gets these for missing keys, not today's defaults, so
@@ -156,6 +158,7 @@ class TrainConfig:
         "fp32"  # autocast precision of the networks; auto: what is faster here, stored resolved
     )
     threads: int | None = None  # CPU threads for torch (None: torch's default)
+    ema_std: float = 0.0  # relative std of the translator's weight average (EDM2's power EMA); 0: off
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,10 @@ class ExperimentConfig:
             problems.append(f"loss.rsmi_sigma must be > 0 or null (got {self.loss.rsmi_sigma})")
         if self.loss.rsmi_num_centers is not None and self.loss.rsmi_num_centers < 2:
             problems.append(f"loss.rsmi_num_centers must be >= 2 or null (got {self.loss.rsmi_num_centers})")
+        if not 0 <= self.train.ema_std < _MAX_EMA_STD:
+            problems.append(
+                f"train.ema_std must be 0 (off) or in (0, {_MAX_EMA_STD:.4f}) (got {self.train.ema_std})"
+            )
         if self.loss.rsmi_sigma_min < 0:
             problems.append(f"loss.rsmi_sigma_min must be >= 0 (got {self.loss.rsmi_sigma_min})")
         unknown = [t for t in self.loss.ts_taps if t not in self.projection.taps]

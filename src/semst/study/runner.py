@@ -432,6 +432,7 @@ class Study:
             "seed": seed,
             "checkpoint": os.path.relpath(checkpoint, self.directory),
             "step": translator.step,
+            "weights": translator.weights,
             "config": config.to_dict(),
             **scores,
             "seconds": seconds,

@@ -56,6 +56,7 @@ from semst.runtime import (
     resolve_precision,
     tune_cpu_allocator,
 )
+from semst.training.averaging import PowerAverage
 from semst.training.logger import RunLogger, format_losses, image_grid
 from semst.training.networks import TrainingNetworks, make_optimizers, make_scalers
 from semst.training.schedule import linear_decay_factor
@@ -321,6 +322,7 @@ class TrainingRun:
     last_step: int
     resume_from: Path | None
     logger: RunLogger
+    average: PowerAverage | None = None
     lock: FolderLock | None = None
     unreadable: dict[str, str] = field(default_factory=dict)
     replaced: int = 0
@@ -344,6 +346,7 @@ class TrainingRun:
                 networks=self.networks,
                 optimizers=self.optimizers,
                 scalers=self.scalers,
+                average=self.average,
                 step=step,
                 extra={"epoch": epoch, "steps_per_epoch": self.steps_per_epoch},
             )
@@ -458,7 +461,7 @@ def _build_run(
         )
         precision_note = f"precision auto: {precision} ({why})"
         config = config.replace({"train.precision": precision})
-    networks, optimizers, scalers, start_step = _networks_and_state(config, device, resume_from)
+    networks, optimizers, scalers, average, start_step = _networks_and_state(config, device, resume_from)
     dropped = trim_scalars(run_dir / "scalars.jsonl", start_step) if dist.is_main and resume_from else 0
     sampler = StepBatchSampler(
         len(dataset),
@@ -496,6 +499,7 @@ def _build_run(
         last_step=total_steps(config, sampler.steps_per_epoch),
         resume_from=resume_from,
         logger=logger,
+        average=average,
         lock=lock,
     )
     _log_start(run, removed=removed, dropped=dropped, warning=size_warning(crops, dataset))
@@ -531,21 +535,28 @@ def _generator_step_probe(config: ExperimentConfig, device: torch.device) -> Cal
 
 def _networks_and_state(
     config: ExperimentConfig, device: torch.device, resume_from: Path | None
-) -> tuple[TrainingNetworks, dict, dict, int]:
+) -> tuple[TrainingNetworks, dict, dict, PowerAverage | None, int]:
     """The training networks (seeded: identical initial weights on every process), their optimizers and
-    fp16 gradient scalers, restored from ``resume_from`` if given; and the step to start from."""
+    fp16 gradient scalers, the translator's weight average (``train.ema_std`` > 0), all restored from
+    ``resume_from`` if given; and the step to start from."""
     train_cfg = config.train
     torch.manual_seed(train_cfg.seed)
     networks = TrainingNetworks.from_config(config).to(device)
     optimizers = make_optimizers(networks, train_cfg)
     scalers = make_scalers(train_cfg.precision, device)
+    average = PowerAverage(networks.translator, train_cfg.ema_std) if train_cfg.ema_std > 0 else None
     start_step = 0
     if resume_from is not None:
         meta = load_training_checkpoint(
-            resume_from, networks=networks, optimizers=optimizers, scalers=scalers, device=device
+            resume_from,
+            networks=networks,
+            optimizers=optimizers,
+            scalers=scalers,
+            average=average,
+            device=device,
         )
         start_step = int(meta["step"])
-    return networks, optimizers, scalers, start_step
+    return networks, optimizers, scalers, average, start_step
 
 
 def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warning: str | None) -> None:
@@ -558,6 +569,11 @@ def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warning: 
         f"{len(run.dataset)} images per epoch ({run.steps_per_epoch} steps), steps {run.start_step} -> "
         f"{run.last_step}; parameters " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in n_params.items())
     )
+    if run.average is not None:
+        logger.info(
+            f"averaging the translator's weights (power-function EMA, relative std {run.average.std:g}, "
+            f"gamma {run.average.gamma:.2f}): translate, refine and export use the average"
+        )
     if removed:
         logger.info(
             f"removed {len(removed)} temporary file(s) left by an interrupted run: "
@@ -630,6 +646,8 @@ def run_training(run: TrainingRun, *, progress: bool = True) -> Path:
                 scalers=run.scalers,
             )
             step += 1
+            if run.average is not None:  # every process: the weights are the same on each
+                run.average.update(run.networks.translator, step)
             window = (window[0], window[1] + 1)
             bar.update(1)
             if step % log_cfg.log_every == 0 or step == run.last_step:

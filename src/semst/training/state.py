@@ -2,7 +2,8 @@
 
 Everything that is a tensor goes into the safetensors body: the networks under their names in the module tree
 of `semst.training.networks.TrainingNetworks` (``translator.generator.stem.conv.weight``,
-``discriminator.``..., ``projectors.main.``...), the optimizers as ``optimizer.<part>.state.<index>.<key>``
+``discriminator.``..., ``projectors.main.``...), the translator's weight average (``train.ema_std`` > 0,
+`semst.training.averaging`) as ``ema.translator.``..., the optimizers as ``optimizer.<part>.state.<index>.<key>``
 and the random states as ``rng.*``; everything else (the config, the step, optimizer hyper-parameters,
 Python's and numpy's RNG positions) goes into the JSON metadata. Resuming from such a file continues the
 run exactly (tests/training/test_resume.py).
@@ -22,7 +23,9 @@ import torch
 import semst
 from semst import checkpoint as ckpt
 from semst.config import ExperimentConfig
+from semst.training.averaging import PowerAverage
 from semst.training.networks import TrainingNetworks
+from semst.translators.base import AVERAGE_PREFIX
 
 
 def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -94,11 +97,15 @@ def save_training_checkpoint(
     networks: TrainingNetworks,
     optimizers: Mapping[str, torch.optim.Optimizer],
     scalers: Mapping[str, torch.amp.GradScaler] | None = None,
+    average: PowerAverage | None = None,
     step: int,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the complete training state after ``step`` optimisation steps."""
+    """Write the complete training state after ``step`` optimisation steps (with the translator's weight
+    average, if the run keeps one)."""
     tensors: dict[str, torch.Tensor] = dict(networks.state_dict())  # names from the module tree
+    if average is not None:
+        tensors.update({AVERAGE_PREFIX + k: v for k, v in average.state_dict().items()})
     optimizer_meta = {}
     for name, optimizer in optimizers.items():
         opt_tensors, optimizer_meta[name] = _optimizer_tensors(name, optimizer)
@@ -126,6 +133,7 @@ def load_training_checkpoint(
     networks: TrainingNetworks,
     optimizers: Mapping[str, torch.optim.Optimizer],
     scalers: Mapping[str, torch.amp.GradScaler] | None = None,
+    average: PowerAverage | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Restore a training state written by ``save_training_checkpoint``; returns its metadata."""
@@ -145,6 +153,9 @@ def load_training_checkpoint(
     parts = tuple(f"{name}." for name in networks.parts())
     state = {k: v.to(device) for k, v in tensors.items() if k.startswith(parts)}
     ckpt.load_module_state(networks, state, what="training networks", path=path)
+    if average is not None:
+        averaged = {k: v.to(device) for k, v in ckpt.strip_prefix(tensors, AVERAGE_PREFIX).items()}
+        ckpt.load_module_state(average.module, averaged, what="translator weight average", path=path)
     for name, optimizer in optimizers.items():
         # Optimizer.load_state_dict moves each state to its parameter's device and dtype.
         _restore_optimizer(name, optimizer, tensors, meta["optimizers"][name])

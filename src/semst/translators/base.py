@@ -16,7 +16,8 @@ global and local generators with their scale attention) and computes with them i
   translator has one.
 
 ``Translator.from_checkpoint(path)`` builds the right class from the config stored in a checkpoint and loads
-its weights; a loaded translator carries its provenance in ``checkpoint_path`` and ``step``.
+its weights (the run's weight average where it kept one, ``train.ema_std``); a loaded translator carries its
+provenance in ``checkpoint_path``, ``step`` and ``weights``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Tensor prefix of the translator's weight average in a training checkpoint (semst.training.state).
+AVERAGE_PREFIX = "ema.translator."
 
 # Checkpoint tensor prefixes of format version 1 (before translators were modules of their own) -> today's.
 _V1_PREFIXES = {
@@ -120,6 +124,8 @@ class Translator(nn.Module):
         config: the experiment config the translator was built from (saved with it).
         checkpoint_path: the checkpoint it was loaded from, or None.
         step: the training step of that checkpoint, or None.
+        weights: which of the checkpoint's weights it holds: ``"average"`` (the run's weight average,
+            `semst.training.averaging`) or ``"last"`` (the last step's); None when not loaded.
         kind: ``"single-scale"`` or ``"multi-scale"``.
         scale: the global branch's downsampling factor (1 for single-scale).
     """
@@ -132,6 +138,7 @@ class Translator(nn.Module):
         self.config = config
         self.checkpoint_path: Path | None = None
         self.step: int | None = None
+        self.weights: str | None = None
 
     # --- construction -------------------------------------------------------------------------------------
 
@@ -158,8 +165,13 @@ class Translator(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto", *, weights: str = "average"
+    ) -> Translator:
         """Load the translator of a semst checkpoint (a file, or a run directory's latest checkpoint).
+
+        ``weights="average"`` loads the run's weight average where the run kept one (``train.ema_std`` > 0)
+        and the last step's weights otherwise; ``weights="last"`` always loads the last step's.
 
         Nothing is allocated before the file is known to fit: the stored config is validated (network sizes
         are bounded, `ExperimentConfig.architecture_limits`), the translator is built on the ``meta`` device
@@ -183,8 +195,16 @@ class Translator(nn.Module):
         kind = translator_class(config)
         if cls is not Translator and kind is not cls:
             raise ckpt.CheckpointError(f"{path} holds a {kind.kind} translator, not a {cls.__name__}")
+        if weights not in ("average", "last"):
+            raise ValueError(f"weights must be 'average' or 'last' (got {weights!r})")
         prefixes = _translator_prefixes(version)
+        if weights == "average" and version >= 2 and ckpt.tensor_shapes(path, prefixes=[AVERAGE_PREFIX]):
+            prefixes, loaded = [AVERAGE_PREFIX], "average"
+        else:
+            loaded = "last"
         shapes = ckpt.tensor_shapes(path, prefixes=prefixes)
+        if loaded == "average":
+            shapes = {"translator." + name[len(AVERAGE_PREFIX) :]: shape for name, shape in shapes.items()}
         if version < 2:
             shapes = _upgrade_v1_names(shapes)
         with torch.device("meta"):  # shapes only, no memory
@@ -194,10 +214,11 @@ class Translator(nn.Module):
         tensors = ckpt.load_tensors(path, prefixes=prefixes)
         if version < 2:
             tensors = _upgrade_v1_names(tensors)
-        state = ckpt.strip_prefix(tensors, "translator.")
+        state = ckpt.strip_prefix(tensors, prefixes[0] if loaded == "average" else "translator.")
         ckpt.load_module_state(translator, state, what="translator", path=path)
         translator.checkpoint_path = path
         translator.step = step
+        translator.weights = loaded
         target = resolve_device(device) if isinstance(device, str) else device
         return translator.to(target).eval()
 
