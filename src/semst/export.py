@@ -123,6 +123,7 @@ def export_info(translator: Translator) -> dict[str, Any]:
         "tiling": _TILING.format(multiple=multiple, min_size=2 * multiple),
         "checkpoint": str(translator.checkpoint_path) if translator.checkpoint_path is not None else None,
         "step": translator.step,
+        "weights": translator.weights,
         "config": translator.config.to_dict(),
     }
 
@@ -280,6 +281,7 @@ def export_checkpoint(
     format: str,
     opset: int = 17,
     example_size: tuple[int, int] = (256, 256),
+    weights: str = "average",
 ) -> Path:
     """Exports the translator of a semst checkpoint (a file, or a run directory's latest) to ``out``.
 
@@ -289,6 +291,7 @@ def export_checkpoint(
         format: one of `EXPORT_FORMATS`: "onnx" or "torchscript".
         opset: ONNX opset (ignored for TorchScript).
         example_size: (H, W) of the traced example input; any size works.
+        weights: "average" (the run's weight average where it kept one) or "last" (the last step's).
 
     Returns:
         ``out`` as a Path.
@@ -304,7 +307,7 @@ def export_checkpoint(
         raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     if format == "onnx":
         _import_onnx()  # fail before loading the checkpoint
-    translator = Translator.from_checkpoint(checkpoint_or_run_dir, device="cpu")
+    translator = Translator.from_checkpoint(checkpoint_or_run_dir, device="cpu", weights=weights)
     if format == "onnx":
         return export_onnx(translator, out, opset=opset, example_size=example_size)
     return export_torchscript(translator, out, example_size=example_size)

@@ -230,6 +230,7 @@ def producer_identity(model, tiling: Tiling) -> dict[str, Any]:
         "checkpoint_sha256": file_sha256(path) if path is not None else None,
         "weights_sha256": None if path is not None else _weights_sha256(model),
         "checkpoint_step": model.step,
+        "weights": getattr(model, "weights", None) or "last",
         "translator": model.kind,
         "tiling": dataclasses.asdict(tiling),
     }
@@ -243,6 +244,7 @@ def _identity_key(producer: dict[str, Any]) -> tuple:
     return (
         producer.get("checkpoint_sha256") or producer.get("weights_sha256"),
         producer.get("checkpoint_step"),
+        producer.get("weights") or "last",  # manifests from before weight averages: the last step's
         producer.get("translator"),
         tuple(sorted(tiling.items())),
     )
@@ -251,7 +253,10 @@ def _identity_key(producer: dict[str, Any]) -> tuple:
 def _describe_producer(producer: dict[str, Any]) -> str:
     digest = producer.get("checkpoint_sha256") or producer.get("weights_sha256") or "?"
     where = producer.get("checkpoint") or "a translator without a checkpoint file"
-    return f"{where} (SHA-256 {digest[:12]}..., step {producer.get('checkpoint_step')}, tiling {producer.get('tiling')})"
+    return (
+        f"{where} (SHA-256 {digest[:12]}..., step {producer.get('checkpoint_step')}, weights "
+        f"{producer.get('weights') or 'last'}, tiling {producer.get('tiling')})"
+    )
 
 
 def _file_record(path: Path, **extra: Any) -> dict[str, Any]:

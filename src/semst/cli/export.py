@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semst.cli.formatting import HelpFormatter
-from semst.cli.options import add_verbosity
+from semst.cli.options import add_verbosity, add_weights
 
 HELP = "export a trained translator as ONNX or TorchScript (RGB [0, 1] in and out, any size)"
 
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> None:
         default=(256, 256),
         help="size of the example input traced with; the exported model accepts any size (default: 256 256)",
     )
+    add_weights(p)
     add_verbosity(p)
 
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         format=args.format,
         opset=args.opset,
         example_size=tuple(args.example_size),
+        weights=args.weights,
     )
     print(
         f"wrote {path} ({args.format}; translates whole images without tiling: memory grows with their size)"

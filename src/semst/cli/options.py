@@ -1,6 +1,6 @@
 """Options that many subcommands share, each added by one function so that its flag and help are the same
 everywhere: ``-v/--verbose`` (:func:`add_verbosity`), ``--no-progress`` (:func:`add_progress`) and
-``--device`` (:func:`add_device`), and the tiling options of the commands that translate large images
+``--device`` (:func:`add_device`), ``--weights`` (:func:`add_weights`), and the tiling options of the commands that translate large images
 and precision of the commands that translate large images (:func:`add_tiling`, read back with
 :func:`tiling_from_args`).
 
@@ -25,6 +25,7 @@ __all__ = [
     "add_progress",
     "add_tiling",
     "add_verbosity",
+    "add_weights",
     "tiling_from_args",
 ]
 
@@ -68,6 +69,18 @@ def add_device(
         metavar: The placeholder in the usage line (argparse's default: ``DEVICE``).
     """
     parser.add_argument("--device", default=default, metavar=metavar, help=help)
+
+
+def add_weights(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--weights`` (``args.weights``): which of a training checkpoint's weights to load
+    (`semst.translators.Translator.from_checkpoint`)."""
+    parser.add_argument(
+        "--weights",
+        choices=("average", "last"),
+        default="average",
+        help="which weights of the checkpoint: the run's weight average where it kept one (train.ema_std > 0; "
+        "otherwise the last step's), or the last step's",
+    )
 
 
 def add_tiling(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,14 @@ import os
 from pathlib import Path
 
 from semst.cli.formatting import HelpFormatter
-from semst.cli.options import add_device, add_progress, add_tiling, add_verbosity, tiling_from_args
+from semst.cli.options import (
+    add_device,
+    add_progress,
+    add_tiling,
+    add_verbosity,
+    add_weights,
+    tiling_from_args,
+)
 
 HELP = (
     "translate a whole labelled data set (GTA5, SYNTHIA, ...) into the target look, same layout, labels kept"
@@ -94,6 +101,7 @@ def add_parser(subparsers) -> None:
         "in refine.json",
     )
     add_tiling(p)
+    add_weights(p)
     add_device(p)
     add_progress(p)
     add_verbosity(p)
@@ -159,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     quality = _quality_gate(args, dataset, device)
-    translator = Translator.from_checkpoint(args.checkpoint, device=device)
+    translator = Translator.from_checkpoint(args.checkpoint, device=device, weights=args.weights)
     tiling = tiling_from_args(translator, args)
     shards = init_distributed(device, timeout=SHARD_TIMEOUT)  # one process unless under torchrun
     try:

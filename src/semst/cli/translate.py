@@ -6,7 +6,14 @@ import argparse
 import sys
 
 from semst.cli.formatting import HelpFormatter
-from semst.cli.options import add_device, add_progress, add_tiling, add_verbosity, tiling_from_args
+from semst.cli.options import (
+    add_device,
+    add_progress,
+    add_tiling,
+    add_verbosity,
+    add_weights,
+    tiling_from_args,
+)
 
 HELP = "translate images (files or folders, any size) with a trained checkpoint"
 # semst.translators.single_scale.AUTO_TILE_PIXELS is AUTO_TILE_SIDE**2 (not imported: --help needs no torch).
@@ -57,6 +64,7 @@ def add_parser(subparsers) -> None:
         help="skip (and report) images of more than N pixels (default: Pillow's decompression-bomb limit, "
         "PIL.Image.MAX_IMAGE_PIXELS, 89478485 unless changed)",
     )
+    add_weights(p)
     add_device(p)
     add_progress(p)
     add_verbosity(p)
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overlap([checkpoint], folders=[args.output, args.fusion_panels])
     if args.fusion_panels:
         panel_paths(pairs, args.output, args.fusion_panels)
-    translator = Translator.from_checkpoint(checkpoint, device=args.device)
+    translator = Translator.from_checkpoint(checkpoint, device=args.device, weights=args.weights)
     if args.fusion_panels and translator.kind != "multi-scale":
         raise ValueError(
             f"--fusion-panels: {translator.checkpoint_path} is a single-scale model (one generator)"
