@@ -103,3 +103,8 @@ def test_export_says_which_weights_it_holds(tmp_path, averaged_checkpoint):
     )
     torch.jit.load(str(last), _extra_files=extra)
     assert json.loads(extra[TORCHSCRIPT_EXTRA_FILE])["weights"] == "last"
+
+
+def test_info_says_the_checkpoint_keeps_an_average(averaged_checkpoint, capsys):
+    assert main(["info", str(averaged_checkpoint)]) == 0
+    assert "weights     the run's average (relative std 0.1)" in capsys.readouterr().out

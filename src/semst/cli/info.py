@@ -75,6 +75,11 @@ def _describe_translator(meta: dict, path) -> list[str]:
             f"x{loss.contrastive_weight}, TS x{loss.ts_weight}"
         )
         lines.append(f"data        {config.data.source} -> {config.data.target}")
+        if config.train.ema_std > 0:
+            lines.append(
+                f"weights     the run's average (relative std {config.train.ema_std:g}) translates by default; "
+                "--weights last for the last step's"
+            )
     return lines
 
 
