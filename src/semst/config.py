@@ -37,6 +37,7 @@ ABSENT_IN_OLDER_CONFIGS: dict[str, Any] = {
     "loss.ts_projector_gradient": "both",  # semst 0.1: the TS loss trained F through both embeddings
     "multiscale.local_patch_losses": "local",  # before experiment 11: the local hDCE/TS read G_l's own output
     "loss.rsmi_sigma_min": 0.0,  # before experiment 14: the median-heuristic bandwidth had no floor
+    "train.ema_std": 0.0,  # before experiment 16: no weight average, the last step's weights translated
 }
 
 
@@ -158,7 +159,7 @@ class TrainConfig:
         "fp32"  # autocast precision of the networks; auto: what is faster here, stored resolved
     )
     threads: int | None = None  # CPU threads for torch (None: torch's default)
-    ema_std: float = 0.0  # relative std of the translator's weight average (EDM2's power EMA); 0: off
+    ema_std: float = 0.1  # relative std of the translator's weight average (EDM2's power EMA); 0: off
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ def test_table3_is_the_papers_ablation_plus_the_baselines():
     assert configs["FastCUT"].loss.flip_equivariance
     assert full.loss.rsmi_sigma_min == 0.1 and configs["SemST-sigmamin0.25"].loss.rsmi_sigma_min == 0.25
     assert configs["SemST-sigmamin0"].loss.rsmi_sigma_min == 0
+    assert full.train.ema_std == 0.1 and configs["SemST-ema0"].train.ema_std == 0
+    assert configs["CUT"].train.ema_std == 0 and configs["CUT-ema0.1"].train.ema_std == 0.1
     for config in configs.values():  # every variant runs at the same scale, with the run's data and seed
         assert config.train.max_steps == 500 and config.generator.base_channels == 16
         assert config.data.source == "A" and config.data.target == "B" and config.train.seed == 3

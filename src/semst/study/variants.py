@@ -126,7 +126,19 @@ VARIANTS: dict[str, Variant] = {
             {"multiscale.global_adversarial_weight": 0.3},
             "D also judges G_g's own output (30 % of the GAN loss): better on world 1, worse on world 2",
         ),
+        Variant(
+            "SemST-ema0",
+            "semst",
+            {"train.ema_std": 0.0},
+            "translating with the last step's weights instead of their average (semst before experiment 16)",
+        ),
         Variant("CUT", "cut", {}, "CUT's published settings (PatchNCE, identity term), single-scale"),
+        Variant(
+            "CUT-ema0.1",
+            "cut",
+            {"train.ema_std": 0.1},
+            "CUT translating with the average of its weights, as the semst preset does (a stronger baseline)",
+        ),
         Variant("FastCUT", "fastcut", {}, "FastCUT (PatchNCE x10, flip-equivariance), single-scale"),
     )
 }
