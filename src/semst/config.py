@@ -27,7 +27,9 @@ import yaml
 
 PRESETS = ("semst", "cut", "fastcut")
 
-_MAX_EMA_STD = (1 / 12) ** 0.5  # the uniform average over the whole run (semst.training.averaging.MAX_STD)
+# Largest relative std of the weight average (semst.training.averaging): the uniform average over the whole
+# run, the profile t ** gamma with gamma -> 0; longer averages are not power functions.
+MAX_EMA_STD = (1 / 12) ** 0.5
 
 # Settings added after the first checkpoints were written whose default has since changed, with the value
 # that reproduces how a config WITHOUT the key trained (docs/experiments.md has why each default changed).
@@ -281,9 +283,9 @@ class ExperimentConfig:
             problems.append(f"loss.rsmi_sigma must be > 0 or null (got {self.loss.rsmi_sigma})")
         if self.loss.rsmi_num_centers is not None and self.loss.rsmi_num_centers < 2:
             problems.append(f"loss.rsmi_num_centers must be >= 2 or null (got {self.loss.rsmi_num_centers})")
-        if not 0 <= self.train.ema_std < _MAX_EMA_STD:
+        if not 0 <= self.train.ema_std < MAX_EMA_STD:
             problems.append(
-                f"train.ema_std must be 0 (off) or in (0, {_MAX_EMA_STD:.4f}) (got {self.train.ema_std})"
+                f"train.ema_std must be 0 (off) or in (0, {MAX_EMA_STD:.4f}) (got {self.train.ema_std})"
             )
         if self.loss.rsmi_sigma_min < 0:
             problems.append(f"loss.rsmi_sigma_min must be >= 0 (got {self.loss.rsmi_sigma_min})")

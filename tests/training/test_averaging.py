@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from semst import checkpoint as ckpt
-from semst.config import ConfigError
-from semst.training.averaging import MAX_STD, PowerAverage, gamma_from_std, std_from_gamma
+from semst.config import MAX_EMA_STD, ConfigError
+from semst.training.averaging import PowerAverage, gamma_from_std, std_from_gamma
 from semst.training.loop import train
 from semst.translators import Translator
 
@@ -23,7 +23,7 @@ def test_gamma_of_edm2s_two_settings(std, gamma):
     assert std_from_gamma(gamma_from_std(std)) == pytest.approx(std, rel=1e-9)
 
 
-@pytest.mark.parametrize("std", [0.0, -0.1, MAX_STD, 0.5])
+@pytest.mark.parametrize("std", [0.0, -0.1, MAX_EMA_STD, 0.5])
 def test_gamma_refuses_stds_no_power_function_has(std):
     with pytest.raises(ValueError, match="relative std"):
         gamma_from_std(std)

@@ -24,11 +24,9 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["PowerAverage", "gamma_from_std", "std_from_gamma", "MAX_STD"]
+from semst.config import MAX_EMA_STD
 
-# The profile t ** gamma with gamma -> 0 is the uniform average over the whole run, whose relative standard
-# deviation is sqrt(1 / 12); longer averages are not power functions.
-MAX_STD = math.sqrt(1 / 12)
+__all__ = ["PowerAverage", "gamma_from_std", "std_from_gamma"]
 
 
 def std_from_gamma(gamma: float) -> float:
@@ -43,8 +41,8 @@ def gamma_from_std(std: float) -> float:
     ``gamma ** 3 + 7 gamma ** 2 + (16 - s) gamma + (12 - s) = 0`` with ``s = std ** -2``; gamma is its largest
     real root, found by bisection (the cubic rises through zero once for gamma >= 0).
     """
-    if not 0 < std < MAX_STD:
-        raise ValueError(f"the average's relative std must be in (0, {MAX_STD:.4f}) (got {std})")
+    if not 0 < std < MAX_EMA_STD:
+        raise ValueError(f"the average's relative std must be in (0, {MAX_EMA_STD:.4f}) (got {std})")
     s = std**-2
 
     def cubic(g: float) -> float:

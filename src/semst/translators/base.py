@@ -197,24 +197,23 @@ class Translator(nn.Module):
             raise ckpt.CheckpointError(f"{path} holds a {kind.kind} translator, not a {cls.__name__}")
         if weights not in ("average", "last"):
             raise ValueError(f"weights must be 'average' or 'last' (got {weights!r})")
-        prefixes = _translator_prefixes(version)
-        if weights == "average" and version >= 2 and ckpt.tensor_shapes(path, prefixes=[AVERAGE_PREFIX]):
-            prefixes, loaded = [AVERAGE_PREFIX], "average"
-        else:
-            loaded = "last"
-        shapes = ckpt.tensor_shapes(path, prefixes=prefixes)
-        if loaded == "average":
-            shapes = {"translator." + name[len(AVERAGE_PREFIX) :]: shape for name, shape in shapes.items()}
+        shapes = ckpt.tensor_shapes(path)  # the header once: which weights it holds, and their shapes
         if version < 2:
             shapes = _upgrade_v1_names(shapes)
+        if weights == "average" and any(name.startswith(AVERAGE_PREFIX) for name in shapes):
+            loaded, prefix = "average", AVERAGE_PREFIX
+        else:
+            loaded, prefix = "last", "translator."
         with torch.device("meta"):  # shapes only, no memory
             expected = {name: tuple(t.shape) for name, t in kind.build(config).state_dict().items()}
-        ckpt.check_shapes(expected, ckpt.strip_prefix(shapes, "translator."), what="translator", path=path)
+        ckpt.check_shapes(expected, ckpt.strip_prefix(shapes, prefix), what="translator", path=path)
         translator = kind.build(config)
-        tensors = ckpt.load_tensors(path, prefixes=prefixes)
+        tensors = ckpt.load_tensors(
+            path, prefixes=[prefix] if version >= 2 else _translator_prefixes(version)
+        )
         if version < 2:
             tensors = _upgrade_v1_names(tensors)
-        state = ckpt.strip_prefix(tensors, prefixes[0] if loaded == "average" else "translator.")
+        state = ckpt.strip_prefix(tensors, prefix)
         ckpt.load_module_state(translator, state, what="translator", path=path)
         translator.checkpoint_path = path
         translator.step = step
