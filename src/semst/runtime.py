@@ -130,9 +130,10 @@ def resolve_precision(
 
     ``auto``: on CUDA, bf16 from compute capability 8 (Ampere) on, fp16 on 7.x (tensor cores; training
     scales its gradients), fp32 below. On a CPU, fp32 unless the CPU has bf16 instructions
-    (`cpu_bf16_instructions`); then bf16 only if ``probe`` (seconds of the work at ``precision``, e.g. one
-    generator forward and backward at the training size) times it at least 5 % faster than fp32: with bf16
-    instructions, bf16 measured faster at 256 px crops and slower at 128 px with 32 channels.
+    (`cpu_bf16_instructions`); then bf16 only if ``probe`` (seconds of the work at ``precision``: `semst train`
+    times a whole training step at the run's sizes) times it at least 5 % faster than fp32: on a Zen 4
+    CPU with AVX512_BF16 a whole training step took 0.6-0.76x of fp32's at 96-256 px crops and about the
+    same at 64 px with 8 channels (docs/benchmarks.md); an earlier host had measured bf16 slower at 128 px.
     """
     if requested != "auto":
         check_precision(device, requested)

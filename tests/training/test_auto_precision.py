@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from semst import checkpoint as ckpt
 from semst import runtime
-from semst.training.loop import train
+from semst.training import loop
+from semst.training.loop import _training_step_probe, train
 
 
 @pytest.mark.parametrize("bf16_instructions", [False, True])
@@ -24,7 +27,7 @@ def test_auto_precision_is_stored_resolved_and_kept_on_resume(
     def resolve(requested, device, probe=None):
         def counted(precision):
             timed.append(precision)
-            return probe(precision)  # the real probe: a generator's forward and backward at the crop size
+            return probe(precision)  # the real probe: whole training steps at the run's sizes
 
         return real_resolve(requested, device, counted)
 
@@ -52,3 +55,48 @@ def test_auto_precision_is_stored_resolved_and_kept_on_resume(
         progress=False,
     )
     assert ckpt.read_metadata(last)["config"]["train"]["precision"] == chosen and timed == []
+
+
+@pytest.mark.parametrize("preset", ["cut", "semst"])  # single-scale and multi-scale crops
+def test_the_probe_times_whole_training_steps_and_leaves_the_random_state_alone(
+    tmp_path, image_folders, make_config, preset
+):
+    source, target = image_folders
+    config = make_config(preset, source, target)
+    state = torch.get_rng_state()
+    probe = _training_step_probe(config, torch.device("cpu"))
+    steps = []
+    real_step = loop.train_step
+
+    def counted(*args, **kwargs):
+        steps.append(kwargs["precision"])
+        return real_step(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop, "train_step", counted)
+        assert probe("fp32") > 0 and probe("bf16") > 0
+    assert steps == ["fp32"] * 3 + ["bf16"] * 3  # a warm-up and two timed steps each
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_an_auto_run_that_settles_on_fp32_trains_exactly_like_an_fp32_run(
+    tmp_path, image_folders, make_config, monkeypatch
+):
+    # The probe builds and trains networks of its own: the run's weights must not feel it.
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: True)
+
+    def probe_then_fp32(requested, device, probe=None):
+        if requested == "auto":
+            probe("fp32"), probe("bf16")
+            return "fp32", "chosen by the test"
+        return runtime.resolve_precision(requested, device, probe)
+
+    monkeypatch.setattr("semst.training.loop.resolve_precision", probe_then_fp32)
+    source, target = image_folders
+    weights = {}
+    for precision in ("auto", "fp32"):
+        config = make_config("semst", source, target, **{"train.max_steps": 2, "train.precision": precision})
+        weights[precision] = load_file(train(config, tmp_path / precision, progress=False))
+    assert weights["auto"].keys() == weights["fp32"].keys()
+    for name, tensor in weights["fp32"].items():
+        assert torch.equal(weights["auto"][name], tensor), name

@@ -24,7 +24,6 @@ disk) stops the run with `CheckpointWriteError` naming the file, and the last go
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from tqdm.auto import tqdm
 from semst import checkpoint as ckpt
 from semst.config import ConfigError, ExperimentConfig
 from semst.data import StepBatchSampler, UnpairedImages, collate
+from semst.data.batch import Batch, DomainCrops
 from semst.data.images import ImageLoadError
 from semst.data.transforms import CropSpec
 from semst.data.unpaired import unreadable_images
@@ -50,7 +50,6 @@ from semst.files import remove_temporaries, write_text
 from semst.locking import FolderLock
 from semst.runtime import (
     Distributed,
-    autocast,
     init_distributed,
     resolve_device,
     resolve_precision,
@@ -63,7 +62,6 @@ from semst.training.schedule import linear_decay_factor
 from semst.training.state import load_training_checkpoint, save_training_checkpoint
 from semst.training.step import preview, train_step
 from semst.translators import translator_class
-from semst.translators.base import generator_from_config
 
 # The folders of a run that hold semst's own files (and may hold temporary files of a killed write).
 _RUN_FOLDERS = ("checkpoints", "samples")
@@ -457,7 +455,7 @@ def _build_run(
     precision_note = None
     if config.train.precision == "auto":  # decided once, by the main process, for every process
         precision, why = dist.run_on_main(
-            lambda: resolve_precision("auto", device, probe=_generator_step_probe(config, device))
+            lambda: resolve_precision("auto", device, probe=_training_step_probe(config, device))
         )
         precision_note = f"precision auto: {precision} ({why})"
         config = config.replace({"train.precision": precision})
@@ -506,28 +504,51 @@ def _build_run(
     return run
 
 
-def _generator_step_probe(config: ExperimentConfig, device: torch.device) -> Callable[[str], float]:
-    """For ``train.precision=auto``: seconds of one forward and backward pass of a generator at the training
-    crop size and batch, in a precision (the best of two passes after one warm-up)."""
+def _training_step_probe(config: ExperimentConfig, device: torch.device) -> Callable[[str], float]:
+    """For ``train.precision=auto``: seconds of one whole training step (the D update and the G + F update,
+    every loss of the run) in a precision, on random crops of the run's sizes and batch, with freshly built
+    networks of the run's config (the better of two steps after a warm-up; the global random state is left as
+    it was). A whole step, not the generator alone: at the study's demo scale (96 px, 16 channels,
+    multi-scale) on a CPU with AVX512_BF16 one generator pass timed 0.045 s in bf16 against 0.040 s in fp32,
+    while the whole step took 0.311 s against 0.413 s (docs/benchmarks.md)."""
 
-    @functools.cache  # built at the first call only: most CPUs need no timing
-    def generator_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
-        torch.manual_seed(0)
-        side = config.multiscale.local_size if config.multiscale.enabled else config.data.crop_size
-        x = torch.randn(config.train.batch_size, 3, side, side, device=device)  # (B, RGB, side, side)
-        return generator_from_config(config.generator).to(device), x
+    def crops(generator: torch.Generator) -> DomainCrops:
+        def image(side: int) -> torch.Tensor:  # (B, RGB, side, side) in [-1, 1]
+            return torch.rand(config.train.batch_size, 3, side, side, generator=generator) * 2 - 1
+
+        ms = config.multiscale
+        if not ms.enabled:
+            return DomainCrops(image(config.data.crop_size))
+        side = max(1, ms.local_size // ms.scale)  # the local crop's side in global-crop pixels
+        top = (ms.global_size - side) // 2
+        box = torch.tensor([[top, top, side, side]] * config.train.batch_size)  # (B, 4): top, left, h, w
+        return DomainCrops(image(ms.local_size), image(ms.global_size), box)
 
     def probe(precision: str) -> float:
-        generator, x = generator_and_input()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            with autocast(device, precision):
-                out = generator(x)
-            out.float().square().mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.train.seed)
+            generator = torch.Generator().manual_seed(0)
+            batch = Batch(crops(generator), crops(generator)).to(device)
+            networks = TrainingNetworks.from_config(config).to(device)
+            optimizers = make_optimizers(networks, config.train)
+            scalers = make_scalers(precision, device)
+            times = []
+            for step in range(3):
+                start = time.perf_counter()
+                train_step(
+                    networks,
+                    optimizers,
+                    batch,
+                    loss_cfg=config.loss,
+                    projection_cfg=config.projection,
+                    seed=config.train.seed,
+                    step=step,
+                    precision=precision,
+                    scalers=scalers,
+                )
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
         return min(times[1:])
 
     return probe
