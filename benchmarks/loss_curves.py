@@ -96,6 +96,9 @@ def main() -> None:
             cells = []
             for name in names[1:]:
                 values = [window_mean(run[key], low, high) for run in groups[name]]
+                if all(v is None for v in values):  # runs shorter than this window
+                    cells.append(f"{'(not logged)':>37s}")
+                    continue
                 other = statistics.fmean(v for v in values if v is not None)
                 ok = abs(other - mean) <= std
                 within[name] += ok
@@ -105,7 +108,8 @@ def main() -> None:
                     for v, run in zip(values, groups[reference])
                     if v is not None and (r := window_mean(run[key], low, high)) is not None
                 ]
-                paired = f"{statistics.fmean(pairs):+8.4f} +- {statistics.stdev(pairs) if len(pairs) > 1 else 0:6.4f}"
+                spread = statistics.stdev(pairs) if len(pairs) > 1 else 0.0
+                paired = f"{statistics.fmean(pairs):+8.4f} +- {spread:6.4f}" if pairs else "(unpaired)"
                 cells.append(f"{other:10.4f} {'within' if ok else 'OUT':>6s} {paired}")
             total += 1
             print(f"{key:24s} {f'({low}, {high}]':>11s} {mean:12.4f} +- {std:7.4f} " + " ".join(cells))
