@@ -199,6 +199,26 @@ def test_a_variant_that_only_tiles_differently_reuses_the_training(world, comple
         )
 
 
+def test_a_variant_that_translates_with_the_last_weights_reuses_the_training(world, complete, tmp_path):
+    directory = tmp_path / "study"
+    shutil.copytree(complete, directory)
+    last = VARIANTS["SemST-last"]
+    study = Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], VARIANTS["CUT"], last)))
+    assert study.trained_by(last) is study.spec.variants[0]
+    checkpoints = sorted(directory.rglob("*.safetensors"))
+    results = study.run(progress=False)
+    assert [(r["variant"], r["seed"]) for r in results] == [("SemST-last", 0), ("SemST-last", 1)]
+    assert sorted(directory.rglob("*.safetensors")) == checkpoints  # nothing was trained again
+    for result in results:
+        assert (
+            result["checkpoint"] == f"runs/SemST/seed{result['seed']}/checkpoints/step_000000002.safetensors"
+        )
+        assert result["weights"] == "last"
+        averaged = json.loads(study.scores_path("SemST", result["seed"]).read_text(encoding="utf-8"))
+        assert averaged["weights"] == "average"
+    assert Study.open(directory).spec.variants[2] == last  # the weights survive study.json
+
+
 def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)

@@ -70,6 +70,7 @@ def test_variants_from_a_file(tmp_path):
         "  - name: SemST-TS4\n    preset: semst\n    overrides: {loss.ts_weight: 4}\n    description: more TS\n"
         "  - name: CUT-long\n    preset: cut\n    overrides:\n      train.max_steps: 9\n"
         "  - name: SemST-small-tiles\n    preset: semst\n    tiling: {tile: 96, overlap: 48}\n"
+        "  - name: SemST-last-weights\n    preset: semst\n    weights: last\n"
     )
     extra = read_variants_file(path)
     assert extra["SemST-TS4"] == Variant("SemST-TS4", "semst", {"loss.ts_weight": 4}, "more TS")
@@ -79,6 +80,11 @@ def test_variants_from_a_file(tmp_path):
     assert Variant.from_dict(extra["SemST-small-tiles"].to_dict()) == extra["SemST-small-tiles"]
     with pytest.raises(ConfigError, match="unknown tiling settings"):
         Variant("x", "semst", tiling={"tiles": 4})
+    assert extra["SemST-last-weights"].weights == "last" and extra["SemST-TS4"].weights == "average"
+    assert Variant.from_dict(extra["SemST-last-weights"].to_dict()) == extra["SemST-last-weights"]
+    assert "weights" not in extra["SemST-TS4"].to_dict()  # older study.json files stay as they were
+    with pytest.raises(ConfigError, match="weights must be one of average, last, got 'first'"):
+        Variant("x", "semst", weights="first")
     path.write_text("variants:\n  - name: bad\n    preset: semst\n    overrides: {loss.nope: 1}\n")
     with pytest.raises(ConfigError, match="variant 'bad'.*unknown key 'loss.nope'"):
         read_variants_file(path)

@@ -94,7 +94,8 @@ def add_parser(subparsers) -> None:
     what.add_argument(
         "--variants-file",
         metavar="YAML",
-        help="more variants: a list under 'variants:' of name, preset, overrides (dotted keys), description",
+        help="more variants: a list under 'variants:' of name, preset, overrides (dotted keys), description, "
+        "and optionally tiling and weights (average or last) of the held-out translations",
     )
     what.add_argument(
         "--seeds",
@@ -231,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
         from semst.study.variants import SCALES, VARIANT_SETS, VARIANTS
 
         for variant in VARIANTS.values():
-            print(f"{variant.name:20s} {variant.preset:8s} {variant.overrides or ''}  {variant.description}")
+            how = {
+                **variant.overrides,
+                **({"weights": variant.weights} if variant.weights != "average" else {}),
+            }
+            print(f"{variant.name:20s} {variant.preset:8s} {how or ''}  {variant.description}")
         print()
         for name, members in VARIANT_SETS.items():
             print(f"set {name:10s} {', '.join(members)}")

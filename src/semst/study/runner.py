@@ -389,8 +389,9 @@ class Study:
         run_dir = self.run_dir(variant.name, seed)
         config = self.run_config(variant, seed)
         self.check_settings_unchanged(variant, seed, config)
-        # A variant that differs from an earlier one only in how it translates (its tiling) translates
-        # with that variant's trained checkpoints; the lock makes a second process wait for the training.
+        # A variant that differs from an earlier one only in how it translates (its tiling, its weights)
+        # translates with that variant's trained checkpoints; the lock makes a second process wait for the
+        # training.
         trainer = self.trained_by(variant)
         train_dir = self.run_dir(trainer.name, seed)
         seconds: dict[str, float] = {}
@@ -412,7 +413,7 @@ class Study:
         seconds["train"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        translator = Translator.from_checkpoint(checkpoint, device="auto")
+        translator = Translator.from_checkpoint(checkpoint, device="auto", weights=variant.weights)
         tiling = translator.tiling(**variant.tiling)
         translated = []
         for sample in tqdm(

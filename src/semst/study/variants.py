@@ -31,17 +31,23 @@ __all__ = [
 ]
 
 
+WEIGHTS = ("average", "last")
+"""Which of a checkpoint's weights a variant translates with (`semst.translators.Translator.from_checkpoint`)."""
+
+
 @dataclass(frozen=True)
 class Variant:
     """A named translator setting: a preset and config overrides on top of it, and optionally how its
-    held-out translations are tiled (``tiling``: `semst.tiling.Tiling` fields, on top of the translator's
-    default tiling)."""
+    held-out translations are made: tiled (``tiling``: `semst.tiling.Tiling` fields, on top of the
+    translator's default tiling) and with which of the checkpoint's weights (``weights``: ``"average"``, the
+    run's weight average where it kept one, else the last step's; or ``"last"``, the last step's)."""
 
     name: str
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict)
     description: str = field(default="", compare=False)  # words only: a new wording is the same variant
     tiling: dict[str, int] = field(default_factory=dict)
+    weights: str = "average"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -51,6 +57,10 @@ class Variant:
         unknown = sorted(set(self.tiling) - {"tile", "overlap", "batch", "global_window"})
         if unknown:
             raise ConfigError(f"variant {self.name!r}: unknown tiling settings {unknown}")
+        if self.weights not in WEIGHTS:
+            raise ConfigError(
+                f"variant {self.name!r}: weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -61,6 +71,8 @@ class Variant:
         }
         if self.tiling:
             data["tiling"] = dict(self.tiling)
+        if self.weights != "average":
+            data["weights"] = self.weights
         return data
 
     def multiscale(self, scale: Scale) -> bool:
@@ -75,6 +87,7 @@ class Variant:
             dict(data.get("overrides", {})),
             data.get("description", ""),
             dict(data.get("tiling", {})),
+            data.get("weights", "average"),
         )
 
 
@@ -124,13 +137,20 @@ VARIANTS: dict[str, Variant] = {
             "SemST-gadv0.3",
             "semst",
             {"multiscale.global_adversarial_weight": 0.3},
-            "D also judges G_g's own output (30 % of the GAN loss): better on world 1, worse on world 2",
+            "D also judges G_g's own output (30 % of the GAN loss): more realistic; distortion depends on the world",
         ),
         Variant(
             "SemST-ema0",
             "semst",
             {"train.ema_std": 0.0},
             "translating with the last step's weights instead of their average (semst before experiment 16)",
+        ),
+        Variant(
+            "SemST-last",
+            "semst",
+            {},
+            "SemST's runs translated with their last step's weights instead of the average (trains nothing)",
+            weights="last",
         ),
         Variant("CUT", "cut", {}, "CUT's published settings (PatchNCE, identity term), single-scale"),
         Variant(
@@ -258,7 +278,8 @@ take 13 minutes on 2 cores, measured), ``small`` (a longer CPU study)."""
 
 def read_variants_file(path: str | Path) -> dict[str, Variant]:
     """Variants defined in a YAML file (a list under ``variants:`` of ``name``, ``preset``, ``overrides``
-    (dotted keys) and ``description``); each override is checked by building its config."""
+    (dotted keys), ``description`` and optionally ``tiling`` and ``weights``); each override is checked by
+    building its config."""
     from semst.config import read_config_file
 
     data = read_config_file(path)
@@ -283,6 +304,7 @@ def read_variants_file(path: str | Path) -> dict[str, Variant]:
             dict(overrides),
             str(entry.get("description", "")),
             tiling,
+            str(entry.get("weights", "average")),
         )
         if variant.name in VARIANTS and VARIANTS[variant.name] != variant:
             raise ConfigError(f"{path}: {variant.name!r} is a built-in variant; give yours another name")
