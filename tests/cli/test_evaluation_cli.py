@@ -64,6 +64,7 @@ def segmenter(world, tmp_path_factory):
         "8",
         "--depth",
         "2",
+        "--photometric",
         "--no-progress",
     ]
     assert main(args) == 0
@@ -74,6 +75,7 @@ def test_segmenter_reports_its_own_accuracy(segmenter, capsys):
     meta = read_metadata(segmenter)
     assert meta["kind"] == "segmenter" and meta["num_classes"] == 19 and meta["class_names"][10] == "sky"
     assert 0 <= meta["val"]["pixel_accuracy"] <= 1 and meta["val"]["pairs"] == 2
+    assert meta["config"]["photometric"] is True  # --photometric reached the training
 
 
 def test_evaluate_segmentation_writes_scores_and_pictures(world, segmenter, tmp_path, capsys):

@@ -229,3 +229,14 @@ def test_palette_label_maps_use_the_index_not_the_colour(tmp_path):
     image.putpalette([200, 10, 10] * 256)  # every index displays the same colour
     image.save(tmp_path / "p.png")
     assert train_module._load_label_map(tmp_path / "p.png", num_classes=3).tolist() == values.tolist()
+
+
+def test_photometric_augmentation_changes_the_images_only(labelled_data):
+    order = train_module._SampleOrder(len(labelled_data["train"]), seed=0)
+    plain = SegmenterTrainConfig(num_classes=4, steps=4, seed=0, **TINY)
+    coloured = SegmenterTrainConfig(num_classes=4, steps=4, seed=0, photometric=True, **TINY)
+    x, y = train_module._training_batch(labelled_data["train"], order, 2, plain)
+    xc, yc = train_module._training_batch(labelled_data["train"], order, 2, coloured)
+    assert torch.equal(y, yc)  # the same crops and flips: the colour draws come after them
+    assert not torch.equal(x, xc) and xc.shape == x.shape
+    assert SegmenterTrainConfig.from_dict(coloured.to_dict()).photometric

@@ -56,6 +56,12 @@ def add_parser(subparsers) -> None:
     train.add_argument(
         "--seed", type=int, default=0, help="seed of initialisation, data order and augmentation"
     )
+    train.add_argument(
+        "--photometric",
+        action="store_true",
+        help="colour augmentation as in mmsegmentation's pipelines (brightness, contrast, saturation, hue): "
+        "a segmenter that scores distortion by classes, not by the training images' exact palette",
+    )
     train.add_argument("--image-suffix", default="", help="stripped from image names before matching labels")
     train.add_argument("--label-suffix", default="", help="stripped from label names before matching images")
     add_device(train)
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         width=args.width,
         depth=args.depth,
+        photometric=args.photometric,
     )
     path = train_segmenter(
         pairs,

@@ -33,6 +33,7 @@ from semst.data.labels import IGNORE_INDEX, load_label_map
 from semst.evaluation.segmentation import evaluate_segmentation
 from semst.segmentation.loading import save_segmenter
 from semst.segmentation.network import SegmentationUNet
+from semst.segmentation.photometric import photometric_distortion
 
 __all__ = ["IGNORE_INDEX", "SegmenterTrainConfig", "train_segmenter"]
 
@@ -63,6 +64,9 @@ class SegmenterTrainConfig:
     width: int = 24  # channels of the first stage (doubles per stage), see SegmentationUNet
     depth: int = 4  # downsampling stages
     norm: str = "group"  # "group" or "batch"
+    photometric: bool = (
+        False  # colour augmentation (semst.segmentation.photometric): brightness, contrast, ...
+    )
     log_every: int = 50  # log the mean loss every this many steps
 
     def __post_init__(self) -> None:
@@ -248,7 +252,8 @@ def train_segmenter(
     """Trains a :class:`SegmentationUNet` on labelled images and saves it as a semst segmenter checkpoint.
 
     AdamW with linear warm-up and poly decay, cross-entropy with ``ignore_index=255``. Each sample is a
-    random crop of a randomly rescaled (``config.scale_range``), randomly flipped image; label maps are
+    random crop of a randomly rescaled (``config.scale_range``), randomly flipped image, with a random
+    photometric distortion where ``config.photometric`` (`semst.segmentation.photometric`); label maps are
     resized with nearest-neighbour only, and crop parts outside a small image are ignored.
 
     Args:
@@ -397,6 +402,8 @@ def _training_batch(
             config.scale_range,
             rng,
         )
+        if config.photometric:
+            image = photometric_distortion(np.ascontiguousarray(image), rng)
         images.append(image)
         labels.append(label)
     return _to_batch(images, labels)
