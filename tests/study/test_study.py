@@ -219,6 +219,23 @@ def test_a_variant_that_translates_with_the_last_weights_reuses_the_training(wor
     assert Study.open(directory).spec.variants[2] == last  # the weights survive study.json
 
 
+def test_a_study_may_train_its_segmenter_with_colour_augmentation(world, tmp_path):
+    from semst.checkpoint import read_metadata
+
+    spec = _spec(world, segmenter_photometric=True)
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+    legacy = spec.to_dict()
+    del legacy["segmenter_photometric"]  # a study.json written before the setting existed
+    assert not StudySpec.from_dict(legacy).segmenter_photometric
+    with pytest.raises(StudyError, match="not to a given one"):
+        _spec(world, segmenter="/some/segmenter.safetensors", segmenter_photometric=True)
+    with pytest.raises(StudyError, match="another segmenter_photometric"):
+        _spec(world).extended_by(spec)
+    study = Study.create(tmp_path / "study", spec)
+    study.prepare(progress=False)
+    assert read_metadata(study.segmenter_path)["config"]["photometric"] is True
+
+
 def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)

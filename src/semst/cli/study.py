@@ -82,6 +82,12 @@ def add_parser(subparsers) -> None:
         help="a target-domain segmenter (semst, TorchScript or ONNX; see semst evaluate segmentation); "
         "default: the study trains one on the labelled target training images",
     )
+    data.add_argument(
+        "--segmenter-photometric",
+        action="store_true",
+        help="the segmenter the study trains learns with colour augmentation (brightness, contrast, "
+        "saturation, hue), so that distortion is read from the classes, not the palette (docs/study.md)",
+    )
     what = run.add_argument_group("what is compared")
     sets = "; ".join(f"{name}: {', '.join(members)}" for name, members in VARIANT_SETS.items())
     what.add_argument(
@@ -196,6 +202,7 @@ def _spec(args: argparse.Namespace):
         scale=SCALES[args.scale or "demo"],
         baseline=baseline,
         title=args.title or f"semst study: {', '.join(names)}",
+        segmenter_photometric=args.segmenter_photometric,
     )
 
 
@@ -204,7 +211,14 @@ def _extension(args: argparse.Namespace, spec):
     spec over that study's data, or None when it asks for none."""
     from semst.study.variants import SCALES, read_variants_file, resolve_variants
 
-    if not (args.variants or args.variants_file or args.seeds or args.scale or args.segmenter):
+    if not (
+        args.variants
+        or args.variants_file
+        or args.seeds
+        or args.scale
+        or args.segmenter
+        or args.segmenter_photometric
+    ):
         return None
     extra = read_variants_file(args.variants_file) if args.variants_file else None
     if args.variants:
@@ -221,6 +235,7 @@ def _extension(args: argparse.Namespace, spec):
         seeds=tuple(args.seeds or spec.seeds),
         scale=SCALES[args.scale] if args.scale else spec.scale,
         segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else spec.segmenter,
+        segmenter_photometric=args.segmenter_photometric or spec.segmenter_photometric,
     )
 
 

@@ -292,8 +292,9 @@ def render_study_report(
         "<p class='small'>A difference counts only when every seed agrees in sign and the mean difference is larger "
         "than its standard deviation over seeds; the table below has the numbers.</p></div>",
         "<h2>Scores (mean ± std over seeds)</h2><div class='card'>",
-        "<p class='small'>Distortion: a segmenter trained on the target domain labels each translated held-out "
-        "source image; its labels are scored against the source labels (paper section 4.2): higher means the "
+        "<p class='small'>Distortion: a segmenter trained on the target domain"
+        + (" with colour augmentation" if spec.get("segmenter_photometric") else "")
+        + " labels each translated held-out source image; its labels are scored against the source labels (paper section 4.2): higher means the "
         "translation kept what was where. Realism: how much the translations look like the target domain "
         "(docs/realism.md): an identity translation keeps every label and scores the floor here.</p>",
         _main_table(summary, metrics, notes),

@@ -66,6 +66,9 @@ class StudySpec:
         scale: the size of every run.
         baseline: the variant the others are compared with, seed by seed.
         title: a title for the report.
+        segmenter_photometric: the segmenter the study trains itself learns with colour augmentation
+            (`semst.segmentation.photometric`), so that distortion is read from the classes rather than
+            from the palette (docs/experiments.md, experiment 23); only without ``segmenter``.
     """
 
     data: dict[str, Any]
@@ -75,8 +78,14 @@ class StudySpec:
     scale: Scale
     baseline: str
     title: str = "semst study"
+    segmenter_photometric: bool = False
 
     def __post_init__(self) -> None:
+        if self.segmenter_photometric and self.segmenter:
+            raise StudyError(
+                "colour augmentation applies to the segmenter a study trains itself, not to a given one "
+                f"({self.segmenter}): train that one with `semst segmenter train --photometric`"
+            )
         names = [v.name for v in self.variants]
         if not names:
             raise StudyError("a study needs at least one variant")
@@ -97,6 +106,7 @@ class StudySpec:
             "title": self.title,
             "data": self.data,
             "segmenter": self.segmenter,
+            "segmenter_photometric": self.segmenter_photometric,
             "variants": [v.to_dict() for v in self.variants],
             "seeds": list(self.seeds),
             "scale": self.scale.to_dict(),
@@ -115,13 +125,14 @@ class StudySpec:
             scale=Scale.from_dict(data["scale"]),
             baseline=data["baseline"],
             title=data.get("title", "semst study"),
+            segmenter_photometric=bool(data.get("segmenter_photometric", False)),  # older studies: without
         )
 
     def extended_by(self, other: StudySpec) -> StudySpec:
         """This spec with the variants and seeds of ``other`` added; the rest must agree. The baseline and the
         title stay this spec's (extending a study, or merging a shard, does not change what it compares with;
         `Study.relabel` does)."""
-        for key in ("data", "segmenter", "scale"):
+        for key in ("data", "segmenter", "segmenter_photometric", "scale"):
             if getattr(self, key) != getattr(other, key):
                 raise StudyError(
                     f"the study already holds runs with another {key} ({getattr(self, key)!r}, asked "
@@ -136,7 +147,7 @@ class StudySpec:
                 )
         variants = (*self.variants, *(v for v in other.variants if v.name not in mine))
         seeds = (*self.seeds, *(s for s in other.seeds if s not in self.seeds))
-        return StudySpec(self.data, self.segmenter, variants, seeds, self.scale, self.baseline, self.title)
+        return replace(self, variants=variants, seeds=seeds)
 
 
 def _shard(runs: list, shard: tuple[int, int]) -> list:
@@ -253,6 +264,7 @@ class Study:
                 seed=0,
                 width=scale.segmenter_width,
                 log_every=max(1, scale.segmenter_steps // 6),
+                photometric=self.spec.segmenter_photometric,
             ),
             out=self.segmenter_path,
             val_pairs=[(s.image, s.label) for s in data.target_test_samples],
