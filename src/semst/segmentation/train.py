@@ -64,9 +64,7 @@ class SegmenterTrainConfig:
     width: int = 24  # channels of the first stage (doubles per stage), see SegmentationUNet
     depth: int = 4  # downsampling stages
     norm: str = "group"  # "group" or "batch"
-    photometric: bool = (
-        False  # colour augmentation (semst.segmentation.photometric): brightness, contrast, ...
-    )
+    photometric: bool = False  # colour augmentation (semst.segmentation.photometric)
     log_every: int = 50  # log the mean loss every this many steps
 
     def __post_init__(self) -> None:

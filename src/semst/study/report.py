@@ -294,8 +294,8 @@ def render_study_report(
         "<h2>Scores (mean ± std over seeds)</h2><div class='card'>",
         "<p class='small'>Distortion: a segmenter trained on the target domain"
         + (" with colour augmentation" if spec.get("segmenter_photometric") else "")
-        + " labels each translated held-out source image; its labels are scored against the source labels (paper section 4.2): higher means the "
-        "translation kept what was where. Realism: how much the translations look like the target domain "
+        + " labels each translated held-out source image; its labels are scored against the source labels "
+        "(paper section 4.2): higher means the translation kept what was where. Realism: how much the translations look like the target domain "
         "(docs/realism.md): an identity translation keeps every label and scores the floor here.</p>",
         _main_table(summary, metrics, notes),
         "</div>",
