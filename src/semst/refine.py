@@ -238,8 +238,9 @@ def producer_identity(model, tiling: Tiling) -> dict[str, Any]:
 
 
 def _identity_key(producer: dict[str, Any]) -> tuple:
-    # Manifests written before the precision was a tiling setting were all made in fp32.
-    tiling = {"precision": "fp32", **(producer.get("tiling") or {})}
+    # Manifests written before the precision and the margin were tiling settings were made in fp32 without
+    # a margin.
+    tiling = {"precision": "fp32", "margin": 0, **(producer.get("tiling") or {})}
     tiling = {k: v for k, v in tiling.items() if k != "batch"}
     return (
         producer.get("checkpoint_sha256") or producer.get("weights_sha256"),

@@ -66,6 +66,10 @@ class Tiling:
             the passes and the result back to the image's size after them; 0 = at the size given. A
             translator that trained on images resized to a width (``multiscale.image_width``, CUT's
             ``scale_width``) defaults to that width, so that it sees objects at the scale it learnt.
+        margin: pixels of mirrored image added on every side before the passes and cut off after them, so
+            that the generators' border behaviour (the zero-padded convolutions; the crop borders they saw
+            in training) falls on the mirror rather than on the image (docs/experiments.md, experiment 25);
+            at most the image's shorter side minus one (after ``width``). 0 = none.
     """
 
     tile: int | None = None
@@ -74,8 +78,11 @@ class Tiling:
     global_window: int | None = None
     precision: str = "fp32"
     width: int = 0
+    margin: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.margin, int) or isinstance(self.margin, bool) or self.margin < 0:
+            raise ValueError(f"tiling: margin must be >= 0 pixels, got {self.margin!r}")
         if not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 0:
             raise ValueError(f"tiling: width must be a number of pixels (0: as given), got {self.width!r}")
         for name in ("tile", "global_window"):

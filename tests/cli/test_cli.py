@@ -242,6 +242,10 @@ def test_translate_with_tiles(tmp_path, image_folders, capsys):
     ]
     assert main(args) == 0
     assert Image.open(out / big.name).size == (150, 90)
+    margined = tmp_path / "margined"
+    assert main([*args[:4], str(margined), *args[5:], "--margin", "16"]) == 0
+    assert Image.open(margined / big.name).size == (150, 90)
+    assert Image.open(margined / big.name).tobytes() != Image.open(out / big.name).tobytes()
 
 
 def test_multiscale_train_translate_with_fusion_panels_and_info(tmp_path, image_folders, capsys):
@@ -270,6 +274,7 @@ def test_multiscale_train_translate_with_fusion_panels_and_info(tmp_path, image_
         ),
         (["--tile-batch", "0"], "--tile-batch must be a positive number"),
         (["--tile-overlap", "-1"], "--tile-overlap must be >= 0"),
+        (["--margin", "-2"], "--margin must be >= 0 pixels"),
     ):
         assert main(["translate", str(run), str(big), "-o", str(tmp_path / "bad"), *bad]) == 1
         assert message in capsys.readouterr().err

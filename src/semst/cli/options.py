@@ -84,7 +84,8 @@ def add_weights(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tiling(p: argparse.ArgumentParser) -> None:
-    """--tile, --tile-overlap, --tile-batch, --global-window, --width, --precision (semst.tiling.Tiling)."""
+    """--tile, --tile-overlap, --tile-batch, --global-window, --width, --margin, --precision
+    (semst.tiling.Tiling)."""
     group = p.add_argument_group("tiling and precision (memory-bounded translation of large images)")
     group.add_argument(
         "--tile",
@@ -127,6 +128,13 @@ def add_tiling(p: argparse.ArgumentParser) -> None:
         "were resized to one, multiscale.image_width or CUT's scale_width, else 0)",
     )
     group.add_argument(
+        "--margin",
+        type=int,
+        metavar="PX",
+        help="add PX pixels of mirrored image on every side before translating and cut them off after, so "
+        "that the generators' border artefacts fall outside the image (default: 0)",
+    )
+    group.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default=None,
@@ -141,6 +149,7 @@ TILING_FLAGS = {
     "batch": "--tile-batch",
     "global_window": "--global-window",
     "width": "--width",
+    "margin": "--margin",
     "precision": "--precision",
 }
 
@@ -159,6 +168,7 @@ def tiling_from_args(translator, args: argparse.Namespace):
             batch=args.tile_batch,
             global_window=args.global_window,
             width=args.width,
+            margin=args.margin,
             precision=args.precision,
         )
     except ValueError as exc:

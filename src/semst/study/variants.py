@@ -54,7 +54,7 @@ class Variant:
             raise ConfigError(f"a variant name must be a non-empty folder name, got {self.name!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"variant {self.name!r}: unknown preset {self.preset!r} (valid: {PRESETS})")
-        unknown = sorted(set(self.tiling) - {"tile", "overlap", "batch", "global_window"})
+        unknown = sorted(set(self.tiling) - {"tile", "overlap", "batch", "global_window", "margin"})
         if unknown:
             raise ConfigError(f"variant {self.name!r}: unknown tiling settings {unknown}")
         if self.weights not in WEIGHTS:

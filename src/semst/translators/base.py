@@ -253,7 +253,8 @@ class Translator(nn.Module):
         """The default tiling with the given settings replaced (None keeps a default); checked.
 
         Args:
-            overrides: ``tile``, ``overlap``, ``batch``, ``global_window``, ``precision``.
+            overrides: ``tile``, ``overlap``, ``batch``, ``global_window``, ``precision``, ``width``,
+                ``margin``.
         """
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(self.default_tiling(), **given)
@@ -265,7 +266,8 @@ class Translator(nn.Module):
         `default_tiling`); returns the same shape in [-1, 1], float32, on ``x``'s device.
 
         The networks run under the autocast of ``tiling.precision`` (bf16/fp16 convolutions; the blended
-        canvases stay float32), at the image width ``tiling.width`` (the result is resized back).
+        canvases stay float32), at the image width ``tiling.width`` (the result is resized back), on the
+        image mirrored by ``tiling.margin`` pixels on every side (cut off again).
 
         Raises:
             ValueError: A batch that is not (B, 3, H, W), or a precision this device cannot run (fp16 off CUDA).
@@ -276,8 +278,18 @@ class Translator(nn.Module):
         if tiling.width and tiling.width != size[1]:
             height = max(1, round(size[0] * tiling.width / size[1]))
             x = F.interpolate(x, size=(height, tiling.width), mode="bilinear", antialias=True)
+        margin = tiling.margin
+        if margin:
+            if margin >= min(x.shape[-2:]):
+                raise ValueError(
+                    f"tiling: margin ({margin} px) must be smaller than the image's shorter side "
+                    f"({min(x.shape[-2:])} px{' at the translation width' if tiling.width else ''})"
+                )
+            x = F.pad(x, (margin, margin, margin, margin), mode="reflect")  # (B, 3, H + 2m, W + 2m)
         with torch.no_grad(), self.autocast(tiling):
             y = self._translate_tensor(x, tiling, progress=progress).float()
+        if margin:
+            y = y[..., margin:-margin, margin:-margin]  # (B, 3, H, W)
         if tuple(y.shape[-2:]) != size:
             y = F.interpolate(y, size=size, mode="bilinear", antialias=True).clamp(-1, 1)
         return y
