@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -76,6 +77,12 @@ def test_banded_fusion_equals_the_full_resolution_parts(model):
     assert diff.max() <= 1  # equal up to rounding to 8 bits
     attention = parts["attention"]
     assert attention.shape == (300, 70) and attention.min() >= 0 and attention.max() <= 1
+    margined = replace(TILING, margin=16)  # the panels translate with the margin too
+    parts = model.translate_parts(image, margined)
+    assert parts["fused"].size == image.size and parts["attention"].shape == (300, 70)
+    fused = model.translate(image, margined)
+    diff = np.abs(np.asarray(fused, dtype=int) - np.asarray(parts["fused"], dtype=int))
+    assert diff.max() <= 1
 
 
 def test_whole_image_forward_equals_tiles_that_cover_the_image(model):

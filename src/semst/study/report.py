@@ -295,8 +295,9 @@ def render_study_report(
         "<p class='small'>Distortion: a segmenter trained on the target domain"
         + (" with colour augmentation" if spec.get("segmenter_photometric") else "")
         + " labels each translated held-out source image; its labels are scored against the source labels "
-        "(paper section 4.2): higher means the translation kept what was where. Realism: how much the translations look like the target domain "
-        "(docs/realism.md): an identity translation keeps every label and scores the floor here.</p>",
+        "(paper section 4.2): higher means the translation kept what was where. Realism: how much the "
+        "translations look like the target domain (docs/realism.md): an identity translation keeps every "
+        "label and scores the floor here.</p>",
         _main_table(summary, metrics, notes),
         "</div>",
         f"<h2>Differences from {_esc(summary['baseline'])}, seed by seed</h2><div class='card'>",

@@ -279,13 +279,7 @@ class Translator(nn.Module):
             height = max(1, round(size[0] * tiling.width / size[1]))
             x = F.interpolate(x, size=(height, tiling.width), mode="bilinear", antialias=True)
         margin = tiling.margin
-        if margin:
-            if margin >= min(x.shape[-2:]):
-                raise ValueError(
-                    f"tiling: margin ({margin} px) must be smaller than the image's shorter side "
-                    f"({min(x.shape[-2:])} px{' at the translation width' if tiling.width else ''})"
-                )
-            x = F.pad(x, (margin, margin, margin, margin), mode="reflect")  # (B, 3, H + 2m, W + 2m)
+        x = add_margin(x, tiling)  # (B, 3, H + 2 margin, W + 2 margin)
         with torch.no_grad(), self.autocast(tiling):
             y = self._translate_tensor(x, tiling, progress=progress).float()
         if margin:
@@ -358,6 +352,23 @@ class Translator(nn.Module):
     def _check_batch(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
+
+
+def add_margin(x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+    """(B, C, H, W) mirrored by ``tiling.margin`` pixels on every side (unchanged without a margin).
+
+    Raises:
+        ValueError: A margin not smaller than the image's shorter side (reflection cannot reach that far).
+    """
+    margin = tiling.margin
+    if not margin:
+        return x
+    if margin >= min(x.shape[-2:]):
+        raise ValueError(
+            f"tiling: margin ({margin} px) must be smaller than the image's shorter side "
+            f"({min(x.shape[-2:])} px{' at the translation width' if tiling.width else ''})"
+        )
+    return F.pad(x, (margin, margin, margin, margin), mode="reflect")  # (B, C, H + 2m, W + 2m)
 
 
 def checkpoint_config(meta: Mapping[str, object], path: Path) -> ExperimentConfig:

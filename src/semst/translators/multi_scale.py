@@ -47,7 +47,13 @@ from semst.multiscale.fusion import (
 from semst.networks import ResnetGenerator
 from semst.networks.padding import pad_to_multiple
 from semst.tiling import Tiling, tiled_apply
-from semst.translators.base import Branch, TrainingForward, Translator, generator_from_config
+from semst.translators.base import (
+    Branch,
+    TrainingForward,
+    Translator,
+    add_margin,
+    generator_from_config,
+)
 
 __all__ = ["FUSION_BAND_ROWS", "MultiScaleTranslator"]
 
@@ -293,11 +299,15 @@ class MultiScaleTranslator(Translator):
         try:
             tiling = self.default_tiling() if tiling is None else tiling
             x = image_to_tensor(convert_to_rgb(image)).unsqueeze(0)  # (1, 3, H, W)
+            m = tiling.margin
+            x = add_margin(x, tiling)  # (1, 3, H + 2m, W + 2m)
             height, width = x.shape[-2:]
             with self.autocast(tiling):
                 up = upsample_by(self._global_maps(x, tiling, False), self.scale)[..., :height, :width]
-                local = self._local(x, tiling, False)  # (1, 3, H, W)
+                local = self._local(x, tiling, False)  # (1, 3, H + 2m, W + 2m)
                 fused = fuse(local, up[:, :3], up[:, 3:])
+            if m:
+                up, local, fused = (t[..., m:-m, m:-m] for t in (up, local, fused))  # (1, C, H, W)
         finally:
             self.train(was_training)
         parts = {"global": up[:, :3], "local": local, "fused": fused}
