@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for image in images:
                 pixels = np.asarray(Image.open(image).convert("RGB"))
                 out = folder / f"{image.stem}.png"
-                Image.fromarray(adjust(pixels, **settings) if settings else pixels).save(out)
+                Image.fromarray(adjust(pixels, **settings)).save(out)  # "none": the identity
                 changed.append(out)
             cells = []
             for segmenter in segmenters.values():

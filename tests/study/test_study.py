@@ -176,47 +176,40 @@ def test_worker_processes_give_the_same_scores(prepared, tmp_path):
     }
 
 
-def test_a_variant_that_only_tiles_differently_reuses_the_training(world, complete, tmp_path):
+def _run_a_translation_only_variant(world, complete, tmp_path, variant, trainer: str) -> tuple:
+    """Adds ``variant`` (trained as ``trainer``, translated otherwise) to a copy of the complete study and runs
+    it; checks that nothing was trained and that it translated every held-out image with the trainer's
+    checkpoints. Returns the study and the variant's results."""
     directory = tmp_path / "study"
     shutil.copytree(complete, directory)
-    tiled = replace(VARIANTS["CUT"], name="CUT-tiled", tiling={"tile": 32, "overlap": 16})
-    study = Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], VARIANTS["CUT"], tiled)))
-    assert study.trained_by(tiled) is study.spec.variants[1]
+    study = Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], VARIANTS["CUT"], variant)))
+    assert study.trained_by(variant) is next(v for v in study.spec.variants if v.name == trainer)
     checkpoints = sorted(directory.rglob("*.safetensors"))
     results = study.run(progress=False)
-    assert [(r["variant"], r["seed"]) for r in results] == [("CUT-tiled", 0), ("CUT-tiled", 1)]
+    assert [(r["variant"], r["seed"]) for r in results] == [(variant.name, 0), (variant.name, 1)]
     assert sorted(directory.rglob("*.safetensors")) == checkpoints  # nothing was trained again
     for result in results:
-        assert result["checkpoint"] == f"runs/CUT/seed{result['seed']}/checkpoints/step_000000002.safetensors"
-        assert not (directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "checkpoints").exists()
-        assert (
-            len(
-                list(
-                    (directory / "runs" / "CUT-tiled" / f"seed{result['seed']}" / "translated").rglob("*.png")
-                )
-            )
-            == 2
-        )
+        seed = result["seed"]
+        assert result["checkpoint"] == f"runs/{trainer}/seed{seed}/checkpoints/step_000000002.safetensors"
+        run = directory / "runs" / variant.name / f"seed{seed}"
+        assert not (run / "checkpoints").exists()
+        assert len(list((run / "translated").rglob("*.png"))) == 2
+    return study, results
+
+
+def test_a_variant_that_only_tiles_differently_reuses_the_training(world, complete, tmp_path):
+    tiled = replace(VARIANTS["CUT"], name="CUT-tiled", tiling={"tile": 32, "overlap": 16})
+    _run_a_translation_only_variant(world, complete, tmp_path, tiled, "CUT")
 
 
 def test_a_variant_that_translates_with_the_last_weights_reuses_the_training(world, complete, tmp_path):
-    directory = tmp_path / "study"
-    shutil.copytree(complete, directory)
     last = VARIANTS["SemST-last"]
-    study = Study.create(directory, _spec(world, variants=(VARIANTS["SemST"], VARIANTS["CUT"], last)))
-    assert study.trained_by(last) is study.spec.variants[0]
-    checkpoints = sorted(directory.rglob("*.safetensors"))
-    results = study.run(progress=False)
-    assert [(r["variant"], r["seed"]) for r in results] == [("SemST-last", 0), ("SemST-last", 1)]
-    assert sorted(directory.rglob("*.safetensors")) == checkpoints  # nothing was trained again
+    study, results = _run_a_translation_only_variant(world, complete, tmp_path, last, "SemST")
     for result in results:
-        assert (
-            result["checkpoint"] == f"runs/SemST/seed{result['seed']}/checkpoints/step_000000002.safetensors"
-        )
         assert result["weights"] == "last"
         averaged = json.loads(study.scores_path("SemST", result["seed"]).read_text(encoding="utf-8"))
         assert averaged["weights"] == "average"
-    assert Study.open(directory).spec.variants[2] == last  # the weights survive study.json
+    assert Study.open(study.directory).spec.variants[2] == last  # the weights survive study.json
 
 
 def test_a_study_may_train_its_segmenter_with_colour_augmentation(world, tmp_path):

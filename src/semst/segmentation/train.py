@@ -401,7 +401,7 @@ def _training_batch(
             rng,
         )
         if config.photometric:
-            image = photometric_distortion(np.ascontiguousarray(image), rng)
+            image = photometric_distortion(image, rng)
         images.append(image)
         labels.append(label)
     return _to_batch(images, labels)
