@@ -212,21 +212,48 @@ def test_a_variant_that_translates_with_the_last_weights_reuses_the_training(wor
     assert Study.open(study.directory).spec.variants[2] == last  # the weights survive study.json
 
 
-def test_a_study_may_train_its_segmenter_with_colour_augmentation(world, tmp_path):
+def test_a_study_trains_its_segmenter_with_colour_augmentation_unless_told_not_to(world, tmp_path):
     from semst.checkpoint import read_metadata
+    from semst.study.runner import default_segmenter_photometric
 
-    spec = _spec(world, segmenter_photometric=True)
+    spec = _spec(world)
+    assert spec.segmenter_photometric  # the default
     assert StudySpec.from_dict(spec.to_dict()) == spec
     legacy = spec.to_dict()
     del legacy["segmenter_photometric"]  # a study.json written before the setting existed
     assert not StudySpec.from_dict(legacy).segmenter_photometric
-    with pytest.raises(StudyError, match="not to a given one"):
-        _spec(world, segmenter="/some/segmenter.safetensors", segmenter_photometric=True)
+    # a given segmenter is used as it is: the study trains none, so it records no augmentation
+    assert not _spec(world, segmenter="/some/segmenter.safetensors").segmenter_photometric
+    plain = _spec(world, segmenter_photometric=False)
     with pytest.raises(StudyError, match="another segmenter_photometric"):
-        _spec(world).extended_by(spec)
+        plain.extended_by(spec)
     study = Study.create(tmp_path / "study", spec)
     study.prepare(progress=False)
     assert read_metadata(study.segmenter_path)["config"]["photometric"] is True
+    plain_study = Study.create(tmp_path / "plain", plain)
+    plain_study.prepare(progress=False)
+    assert read_metadata(plain_study.segmenter_path)["config"]["photometric"] is False
+    # a study set up without saying so resumes with its own setting; a new one gets the default
+    assert default_segmenter_photometric(tmp_path / "plain") is False
+    assert default_segmenter_photometric(tmp_path / "study") is True
+    assert default_segmenter_photometric(tmp_path / "new") is True
+
+
+def test_the_command_line_chooses_the_segmenters_augmentation(world, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    args = ["study", "run", str(plain), "--data", f"world:{world}", "--scale", "tiny", "--seeds", "1"]
+    assert main([*args, "--variants", "CUT", "--no-segmenter-photometric", "--no-progress"]) == 0
+    assert Study.open(plain).spec.segmenter_photometric is False
+    # the same command without the flag resumes the study as it was (extends it by FastCUT)
+    assert main([*args, "--variants", "FastCUT", "--no-progress", "--no-report"]) == 0
+    assert Study.open(plain).spec.segmenter_photometric is False
+    assert main([*args, "--segmenter-photometric", "--no-progress", "--no-report"]) == 1
+    assert "another segmenter_photometric" in capsys.readouterr().err
+    given = ["--segmenter", str(plain / "segmenter.safetensors"), "--segmenter-photometric"]
+    assert main(["study", "run", str(tmp_path / "given"), "--data", f"world:{world}", *given]) == 1
+    err = capsys.readouterr().err
+    assert "applies to the segmenter a study trains itself" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "given").exists()
 
 
 def test_extending_a_study_and_refusing_other_settings(world, prepared, tmp_path):

@@ -84,9 +84,12 @@ def add_parser(subparsers) -> None:
     )
     data.add_argument(
         "--segmenter-photometric",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="the segmenter the study trains learns with colour augmentation (brightness, contrast, "
-        "saturation, hue), so that distortion is read from the classes, not the palette (docs/study.md)",
+        "saturation, hue), so that distortion is read from the classes, not the palette: the default for "
+        "a new study; --no-segmenter-photometric trains it without (what studies whose study.json does not "
+        "name the setting did) (docs/study.md)",
     )
     what = run.add_argument_group("what is compared")
     sets = "; ".join(f"{name}: {', '.join(members)}" for name, members in VARIANT_SETS.items())
@@ -170,9 +173,14 @@ def add_parser(subparsers) -> None:
 
 def _spec(args: argparse.Namespace):
     from semst.study.data import StudyData, open_study_data
-    from semst.study.runner import STUDY_FILE, StudySpec
+    from semst.study.runner import STUDY_FILE, StudySpec, default_segmenter_photometric
     from semst.study.variants import SCALES, read_variants_file, resolve_variants
 
+    if args.segmenter and args.segmenter_photometric:
+        raise ValueError(
+            "--segmenter-photometric applies to the segmenter a study trains itself, not to a given one "
+            f"({args.segmenter}): train that one with `semst segmenter train --photometric`"
+        )
     if args.data and (args.source or args.target):
         raise ValueError("give either --data or --source/--target, not both")
     if args.data:
@@ -202,7 +210,11 @@ def _spec(args: argparse.Namespace):
         scale=SCALES[args.scale or "demo"],
         baseline=baseline,
         title=args.title or f"semst study: {', '.join(names)}",
-        segmenter_photometric=args.segmenter_photometric,
+        segmenter_photometric=(
+            default_segmenter_photometric(args.study)
+            if args.segmenter_photometric is None
+            else args.segmenter_photometric
+        ),
     )
 
 
@@ -217,7 +229,7 @@ def _extension(args: argparse.Namespace, spec):
         or args.seeds
         or args.scale
         or args.segmenter
-        or args.segmenter_photometric
+        or args.segmenter_photometric is not None
     ):
         return None
     extra = read_variants_file(args.variants_file) if args.variants_file else None
@@ -235,7 +247,9 @@ def _extension(args: argparse.Namespace, spec):
         seeds=tuple(args.seeds or spec.seeds),
         scale=SCALES[args.scale] if args.scale else spec.scale,
         segmenter=str(Path(args.segmenter).resolve()) if args.segmenter else spec.segmenter,
-        segmenter_photometric=args.segmenter_photometric or spec.segmenter_photometric,
+        segmenter_photometric=(
+            spec.segmenter_photometric if args.segmenter_photometric is None else args.segmenter_photometric
+        ),
     )
 
 

@@ -42,7 +42,7 @@ from semst.study.data import StudyData
 from semst.study.realism import RealismScorer
 from semst.study.variants import Scale, Variant, run_config
 
-__all__ = ["STUDY_FILE", "Study", "StudyError", "StudySpec", "merge_studies"]
+__all__ = ["STUDY_FILE", "Study", "StudyError", "StudySpec", "default_segmenter_photometric", "merge_studies"]
 
 log = logging.getLogger("semst.study")
 
@@ -68,7 +68,9 @@ class StudySpec:
         title: a title for the report.
         segmenter_photometric: the segmenter the study trains itself learns with colour augmentation
             (`semst.segmentation.photometric`), so that distortion is read from the classes rather than
-            from the palette (docs/experiments.md, experiment 23); only without ``segmenter``.
+            from the palette (docs/study.md; docs/experiments.md, experiment 23): the default. A given
+            ``segmenter`` is used as it is (the field then reads False); study.json files written before
+            the setting existed read False (their segmenters learned without it).
     """
 
     data: dict[str, Any]
@@ -78,14 +80,11 @@ class StudySpec:
     scale: Scale
     baseline: str
     title: str = "semst study"
-    segmenter_photometric: bool = False
+    segmenter_photometric: bool = True
 
     def __post_init__(self) -> None:
-        if self.segmenter_photometric and self.segmenter:
-            raise StudyError(
-                "colour augmentation applies to the segmenter a study trains itself, not to a given one "
-                f"({self.segmenter}): train that one with `semst segmenter train --photometric`"
-            )
+        if self.segmenter_photometric and self.segmenter:  # how the study would train one: not the case
+            object.__setattr__(self, "segmenter_photometric", False)
         names = [v.name for v in self.variants]
         if not names:
             raise StudyError("a study needs at least one variant")
@@ -148,6 +147,14 @@ class StudySpec:
         variants = (*self.variants, *(v for v in other.variants if v.name not in mine))
         seeds = (*self.seeds, *(s for s in other.seeds if s not in self.seeds))
         return replace(self, variants=variants, seeds=seeds)
+
+
+def default_segmenter_photometric(directory: str | Path) -> bool:
+    """Whether a study set up in ``directory`` without saying so trains its segmenter with colour augmentation:
+    as the study already there does (so that the command that made it resumes it), else yes (the default)."""
+    if (Path(directory) / STUDY_FILE).is_file():
+        return Study.open(directory).spec.segmenter_photometric
+    return True
 
 
 def _shard(runs: list, shard: tuple[int, int]) -> list:
