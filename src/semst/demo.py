@@ -55,9 +55,9 @@ def run_demo(out: str | Path, *, quick: bool = False, progress: bool = True, job
         jobs: runs trained at once (default: 2 on a machine with two or more cores, else 1).
     """
     from semst.study import SCALES, VARIANTS, Study, StudySpec
-    from semst.study.runner import default_segmenter_photometric
     from semst.study.data import StudyData
     from semst.study.report import write_study_report
+    from semst.study.runner import default_segmenter_photometric
     from semst.world.dataset import write_world
 
     settings = QUICK if quick else DEFAULT
