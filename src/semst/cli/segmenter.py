@@ -60,7 +60,8 @@ def add_parser(subparsers) -> None:
         "--photometric",
         action="store_true",
         help="colour augmentation as in mmsegmentation's pipelines (brightness, contrast, saturation, hue): "
-        "a segmenter that scores distortion by classes, not by the training images' exact palette",
+        "a segmenter that scores distortion by classes, not by the training images' exact palette (what "
+        "`semst study run` trains by default)",
     )
     train.add_argument("--image-suffix", default="", help="stripped from image names before matching labels")
     train.add_argument("--label-suffix", default="", help="stripped from label names before matching images")
