@@ -273,8 +273,8 @@ SCALES: dict[str, Scale] = {
     )
 }
 """Built-in scales: ``tiny`` (tests), ``demo`` (minutes per run on a CPU: the demo's two variants and two seeds
-take 8-15 minutes on 2 cores, measured on two machines), ``small`` (a longer CPU study: a multi-scale run took 38 minutes in bf16
-on one core; its 256 px global region wants images at least 256 px high)."""
+take 8-15 minutes on 2 cores, measured on two machines), ``small`` (a longer CPU study: a multi-scale run took
+38 minutes in bf16 on one core; its 256 px global region wants images at least 256 px high)."""
 
 
 def read_variants_file(path: str | Path) -> dict[str, Variant]:
