@@ -136,3 +136,45 @@ def test_discriminator_batching_times_both_ways():
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "separate" in line]
     assert len(lines) == 4 and all("joined" in line for line in lines)  # D and G update, single and multi
+
+
+def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(tmp_path):
+    pytest.importorskip("skimage")  # the world's target textures
+    from semst.study import SCALES, VARIANTS, Study, StudySpec
+    from semst.study.data import open_study_data
+    from semst.world.dataset import write_world
+
+    world = tmp_path / "world"
+    write_world(world, seed=0, train=4, test=2, size=(128, 64), aerial_size=None, progress=False)
+    spec = StudySpec(
+        data=open_study_data(f"world:{world}").spec,
+        segmenter="",
+        variants=(VARIANTS["SemST"], VARIANTS["CUT"]),
+        seeds=(0,),
+        scale=SCALES["tiny"],
+        baseline="CUT",
+        title="tiny study",
+    )
+    study = Study.create(tmp_path / "study", spec)
+    study.run(progress=False)
+    stored = json.loads(study.scores_path("SemST", 0).read_text())
+
+    result = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "0",
+                  "--out", str(tmp_path / "branches.json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "branches.json").read_text())
+    assert figures["seeds"] == [0] and 0 <= figures["attention_mean"][0] <= 1
+    # The fused images are the study's translations again: the same score.
+    assert figures["fused"]["mean_iou"][0] == pytest.approx(100 * stored["distortion"]["mean_iou"], abs=1e-6)
+    assert figures["fused"]["kid"][0] == pytest.approx(stored["realism"]["kid"], abs=1e-6)
+    for part in ("local", "global"):
+        assert len(list((study.directory / "branches" / "SemST" / "seed0" / part).rglob("*.png"))) == 2
+        assert 0 <= figures[part]["mean_iou"][0] <= 100
+    assert "| global |" in result.stdout
+
+    single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "0")
+    assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
+    missing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "1")
+    assert missing.returncode == 2 and "no scores" in missing.stderr
+    unknown = _run("branch_scores.py", str(study.directory), "--variant", "SemST-bf16")
+    assert unknown.returncode == 2 and "no variant 'SemST-bf16' (the study has: SemST, CUT)" in unknown.stderr
