@@ -135,8 +135,8 @@ class MultiScaleConfig:
     attention_init: float = (
         0.5  # M_s where training starts (its head's bias is logit of it): 0.5 trusts both scales alike
     )
-    local_patch_losses: Literal["local", "fused"] = (
-        "fused"  # what the local branch's hDCE/TS compare with X_l: the fused Y (Eq. 6), or G_l's own output
+    local_patch_losses: Literal["local", "fused", "both"] = (
+        "fused"  # what the local hDCE/TS compare with X_l: the fused Y (Eq. 6), G_l's output (local), or both
     )
     local_adversarial_weight: float = (
         0.1  # share of the GAN loss on G_l's own output (HRDA's 0.1); rest: fused

@@ -74,12 +74,15 @@ def _branch_losses(generator, projector, inputs, taps, num_patches, stream, outp
     }
 
 
-@pytest.mark.parametrize(("weight", "compared"), [(0.1, "local"), (0.0, "local"), (0.1, "fused")])
+@pytest.mark.parametrize(
+    ("weight", "compared"), [(0.1, "local"), (0.0, "local"), (0.1, "fused"), (0.1, "both")]
+)
 def test_reported_losses_equal_an_independent_computation(make_config, weight, compared):
     """Recompute Eq. 4-6 and the weighted adversarial terms by hand from copies of the networks taken before
     the step (the D loss) and the discriminator after its update (the G loss), and every branch's hDCE, its
-    identity term and TS with the step's patch locations (the local branch's on G_l's own output or on the
-    fused one, ``multiscale.local_patch_losses``); the total then follows from these values alone."""
+    identity term and TS with the step's patch locations (the local branch's on G_l's own output, on the
+    fused one, or half on each, ``multiscale.local_patch_losses``); the total then follows from these values
+    alone."""
     config, networks, optimizers = _setup(
         make_config,
         **{"multiscale.local_adversarial_weight": weight, "multiscale.local_patch_losses": compared},
@@ -124,18 +127,31 @@ def test_reported_losses_equal_an_independent_computation(make_config, weight, c
                 taps,
                 patches,
                 stream=2,
-                outputs=torch.cat([fused, t.generator_local(tgt.crop)]) if compared == "fused" else None,
+                outputs=torch.cat([fused, t.generator_local(tgt.crop)]) if compared != "local" else None,
             ),
         }
+        weights = {"global": 1.0, "local": 1.0}
+        if compared == "both":  # G_l's own output too, with the local projection head: half the share each
+            branches["local_own"] = _branch_losses(
+                t.generator_local,
+                before.projectors["local"],
+                torch.cat([src.crop, tgt.crop]),
+                taps,
+                patches,
+                stream=3,
+            )
+            weights.update(local=0.5, local_own=0.5)
     torch.testing.assert_close(losses["D/loss"], expected_d)
     torch.testing.assert_close(losses["G/adversarial"], expected_g)
     for branch, values in branches.items():
         for name, value in values.items():
             torch.testing.assert_close(losses[f"G/{name}_{branch}"], value, msg=f"G/{name}_{branch}")
     expected_total = expected_g + 0.5 * sum(
-        0.5 * (v["hdce"] + v["hdce_identity"]) + 2.0 * v["ts"] for v in branches.values()
+        weights[b] * (0.5 * (v["hdce"] + v["hdce_identity"]) + 2.0 * v["ts"]) for b, v in branches.items()
     )
     torch.testing.assert_close(losses["G/total"], expected_total)
+    expected_ts = 0.5 * sum(weights[b] * v["ts"] for b, v in branches.items())
+    torch.testing.assert_close(losses["G/ts"], expected_ts)
 
 
 def test_the_translator_forward_equals_what_the_step_trained_on(make_config):
@@ -179,12 +195,13 @@ def test_flip_equivariance_is_refused(make_config):
         _step(config, networks, optimizers, make_batch(config))
 
 
-@pytest.mark.parametrize("compared", ["local", "fused"])
+@pytest.mark.parametrize("compared", ["local", "fused", "both"])
 def test_the_local_patch_losses_reach_the_scale_attention_only_from_the_fused_output(make_config, compared):
     """``multiscale.local_patch_losses``: with ``local`` the local branch's hDCE/TS compare X_l with G_l's own
     output, so no patch loss reaches M_s through the fusion; with ``fused`` they compare it with the fused Y
-    (Eq. 6), so they train the scale attention. The adversarial loss is off, so whatever moves the
-    attention head in a step is the patch losses."""
+    (Eq. 6), so they train the scale attention; ``both`` does both, in two branches of G_l that share its
+    projection head. The adversarial loss is off, so whatever moves the attention head in a step is the
+    patch losses."""
     config, networks, optimizers = _setup(
         make_config, **{"multiscale.local_patch_losses": compared, "loss.adversarial_weight": 0.0}
     )
@@ -193,11 +210,17 @@ def test_the_local_patch_losses_reach_the_scale_attention_only_from_the_fused_ou
     out = translator.training_forward(batch, taps=config.projection.taps, identity=True)
     local_branch = next(b for b in out.branches if b.name == "local")
     fused, count = out.judged[0][0], batch.size
-    assert torch.equal(local_branch.outputs[:count], fused) == (compared == "fused")
+    assert torch.equal(local_branch.outputs[:count], fused) == (compared != "local")
+    expected = {"local": [1.0, 1.0], "fused": [1.0, 1.0], "both": [1.0, 0.5, 0.5]}[compared]
+    assert [b.weight for b in out.branches] == expected
+    if compared == "both":
+        own = out.branches[2]
+        assert (own.name, own.projector, own.generator) == ("local_own", "local", translator.generator_local)
+        assert torch.equal(own.outputs[:count], out.judged[1][0])  # G_l's own output, as D's 0.1 judges it
     # the identity rows are G_l's own output on the target crops either way
     torch.testing.assert_close(local_branch.outputs[count:], translator.generator_local(batch.target.crop))
 
     before = [p.detach().clone() for p in translator.attention.parameters()]
     _step(config, networks, optimizers, batch)
     moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
-    assert moved == (compared == "fused")
+    assert moved == (compared != "local")

@@ -122,6 +122,12 @@ VARIANTS: dict[str, Variant] = {
             "the local branch's hDCE/TS on G_l's own output, not the fused one (semst before experiment 11)",
         ),
         Variant(
+            "SemST-both-losses",
+            "semst",
+            {"multiscale.local_patch_losses": "both"},
+            "the local branch's hDCE/TS half on the fused output, half on G_l's own (experiment 34)",
+        ),
+        Variant(
             "SemST-sigmamin0",
             "semst",
             {"loss.rsmi_sigma_min": 0.0},

@@ -315,10 +315,11 @@ def branch_patch_losses(
     step: int,
     image_offset: int,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The mean over branches of each branch's weighted patch losses (`patch_losses`), and their values.
+    """The mean over branches of each branch's weighted patch losses (`patch_losses`), weighted by the
+    branches' ``weight`` (1 each: the plain mean), and their values.
 
-    With several branches, values are logged per branch (``G/hdce_global``, ...) and as their mean under
-    the single-branch names (``G/hdce``, ``G/ts``).
+    With several branches, values are logged per branch (``G/hdce_global``, ...) and as their weighted mean
+    under the single-branch names (``G/hdce``, ``G/ts``).
     """
     taps = projection_cfg.taps
     several = len(branches) > 1
@@ -331,7 +332,7 @@ def branch_patch_losses(
         else:
             keys, queries = branch.features, branch.generator.encode(branch.outputs, taps)
         total, values = patch_losses(
-            networks.projectors[branch.name],
+            networks.projectors[branch.projector or branch.name],
             keys,
             queries,
             batch=batch,
@@ -343,14 +344,17 @@ def branch_patch_losses(
             stream=(index + 1,) if several else (),
             suffix=f"_{branch.name}" if several else "",
         )
-        totals.append(total)
+        totals.append(branch.weight * total)
         losses.update(values)
+    weight = sum(branch.weight for branch in branches)
     if several:
         for name in (loss_cfg.contrastive, "ts"):
-            per_branch = [losses[f"G/{name}_{b.name}"] for b in branches if f"G/{name}_{b.name}" in losses]
+            per_branch = [
+                b.weight * losses[f"G/{name}_{b.name}"] for b in branches if f"G/{name}_{b.name}" in losses
+            ]
             if per_branch:
-                losses[f"G/{name}"] = sum(per_branch) / len(per_branch)
-    return sum(totals) / len(totals), losses
+                losses[f"G/{name}"] = sum(per_branch) / weight
+    return sum(totals) / weight, losses
 
 
 @torch.no_grad()

@@ -90,6 +90,10 @@ class Branch:
         outputs: (B', 3, h, w) the translations its patch losses read: its own, or, for the multi-scale
             local branch, the fused output on the source rows (``multiscale.local_patch_losses``).
         features: tap -> (B', C, h', w') encoder features of ``inputs`` from the same pass (the keys).
+        weight: the branch's share in its generator's patch losses: the patch loss of a step is
+            ``sum_b weight_b * L_b / sum_b weight_b`` (1 each: the mean over branches). Two branches of one
+            generator (``multiscale.local_patch_losses="both"``) share it, 0.5 each.
+        projector: the projection head F it uses (a key of the translator's ``branches()``); "" = ``name``.
     """
 
     name: str
@@ -97,6 +101,8 @@ class Branch:
     inputs: torch.Tensor
     outputs: torch.Tensor
     features: dict[str, torch.Tensor]
+    weight: float = 1.0
+    projector: str = ""
 
 
 @dataclass

@@ -76,8 +76,10 @@ class MultiScaleTranslator(Translator):
             rest is on the fused output.
         local_patch_losses: what the local branch's hDCE and TS losses compare with the local input:
             ``"local"``, G_l's own output (then the scale attention learns from the adversarial loss alone),
-            or ``"fused"``, the fused output Y (HRDA's order: the main losses on the fused prediction), so
-            that they reach M_s and G_g too.
+            ``"fused"``, the fused output Y (HRDA's order: the main losses on the fused prediction), so
+            that they reach M_s and G_g too, or ``"both"``: half the local branch's patch losses on Y, half
+            on G_l's own output (so G_l's output is held to its input directly too, as the discriminator's
+            0.1 judges it directly).
     """
 
     kind = "multi-scale"
@@ -104,8 +106,10 @@ class MultiScaleTranslator(Translator):
         self.attention_tap = attention_tap(generator_global)
         self.local_adversarial_weight = float(local_adversarial_weight)
         self.global_adversarial_weight = float(global_adversarial_weight)
-        if local_patch_losses not in ("local", "fused"):
-            raise ValueError(f"local_patch_losses must be 'local' or 'fused', got {local_patch_losses!r}")
+        if local_patch_losses not in ("local", "fused", "both"):
+            raise ValueError(
+                f"local_patch_losses must be 'local', 'fused' or 'both', got {local_patch_losses!r}"
+            )
         self.local_patch_losses = local_patch_losses
 
     @classmethod
@@ -197,13 +201,22 @@ class MultiScaleTranslator(Translator):
         if w_global > 0:
             judged.append((maps[:count, :3], target.global_crop, w_global))
         # The local branch's patch losses compare X_l with G_l's own output, or with the fused Y, so that they
-        # reach the scale attention and G_g too (the identity rows keep G_l's output on target crops).
-        local_outputs = local if self.local_patch_losses == "local" else torch.cat([fused, local[count:]])
+        # reach the scale attention and G_g too (the identity rows keep G_l's output on target crops), or
+        # half with each ("both": two branches of G_l sharing its projection head, weight 0.5 each).
+        branches = [Branch("global", self.generator_global, global_inputs, maps[:, :3], global_features)]
+        if self.local_patch_losses in ("fused", "both"):
+            weight = 0.5 if self.local_patch_losses == "both" else 1.0
+            outputs = torch.cat([fused, local[count:]])  # (B', 3, hl, wl)
+            branches.append(
+                Branch("local", self.generator_local, local_inputs, outputs, local_features, weight=weight)
+            )
+        if self.local_patch_losses in ("local", "both"):
+            name, weight = ("local", 1.0) if self.local_patch_losses == "local" else ("local_own", 0.5)
+            branches.append(
+                Branch(name, self.generator_local, local_inputs, local, local_features, weight, "local")
+            )
         return TrainingForward(
-            branches=[
-                Branch("global", self.generator_global, global_inputs, maps[:, :3], global_features),
-                Branch("local", self.generator_local, local_inputs, local_outputs, local_features),
-            ],
+            branches=branches,
             judged=judged,
             scalars={"M_s/mean": on_local[:, 3:].detach().float().mean()},
             preview={
