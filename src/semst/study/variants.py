@@ -125,7 +125,7 @@ VARIANTS: dict[str, Variant] = {
             "SemST-both-losses",
             "semst",
             {"multiscale.local_patch_losses": "both"},
-            "the local branch's hDCE/TS half on the fused output, half on G_l's own (experiment 34)",
+            "the local branch's hDCE/TS half on the fused output, half on G_l's own (experiment 36)",
         ),
         Variant(
             "SemST-sigmamin0",
