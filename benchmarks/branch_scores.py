@@ -29,9 +29,11 @@ import numpy as np
 PARTS = ("fused", "local", "global")
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 1) -> str:
+    """``mean ± std`` over seeds (sample std, as the study's tables; 0 for one seed)."""
     array = np.asarray(values, dtype=float)
-    return f"{array.mean():.1f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.1f}"
+    std = array.std(ddof=1) if len(array) > 1 else 0.0
+    return f"{array.mean():.{digits}f} ± {std:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for part in PARTS:
         f = figures[part]
-        kid = np.asarray(f["kid"])
         print(
             f"| {part} | {_mean_std(f['pixel_accuracy'])} | {_mean_std(f['mean_iou'])} | "
-            f"{kid.mean():.3f} ± {kid.std(ddof=1) if len(kid) > 1 else 0.0:.3f} | "
-            + " / ".join(f"{v:.1f}" for v in f["mean_iou"])
-            + " |"
+            f"{_mean_std(f['kid'], 3)} | " + " / ".join(f"{v:.1f}" for v in f["mean_iou"]) + " |"
         )
     print(f"\nmean M_s (1 = local) per seed: {' / '.join(f'{m:.2f}' for m in attention_means)}")
     if args.out:

@@ -5,6 +5,7 @@ step trained."""
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -111,6 +112,10 @@ def test_reported_losses_equal_an_independent_computation(make_config, weight, c
             real, d0(y_l)
         )
         expected_g = (1 - weight) * generator_loss(d_after(fused)) + weight * generator_loss(d_after(y_l))
+        local_losses = functools.partial(  # G_l's patch losses on its local crops (source, then target)
+            _branch_losses, t.generator_local, before.projectors["local"], torch.cat([src.crop, tgt.crop]), taps,
+            patches,
+        )  # fmt: skip
         branches = {
             "global": _branch_losses(
                 t.generator_global,
@@ -120,26 +125,14 @@ def test_reported_losses_equal_an_independent_computation(make_config, weight, c
                 patches,
                 stream=1,
             ),
-            "local": _branch_losses(
-                t.generator_local,
-                before.projectors["local"],
-                torch.cat([src.crop, tgt.crop]),
-                taps,
-                patches,
+            "local": local_losses(
                 stream=2,
                 outputs=torch.cat([fused, t.generator_local(tgt.crop)]) if compared != "local" else None,
             ),
         }
         weights = {"global": 1.0, "local": 1.0}
         if compared == "both":  # G_l's own output too, with the local projection head: half the share each
-            branches["local_own"] = _branch_losses(
-                t.generator_local,
-                before.projectors["local"],
-                torch.cat([src.crop, tgt.crop]),
-                taps,
-                patches,
-                stream=3,
-            )
+            branches["local_own"] = local_losses(stream=3)
             weights.update(local=0.5, local_own=0.5)
     torch.testing.assert_close(losses["D/loss"], expected_d)
     torch.testing.assert_close(losses["G/adversarial"], expected_g)
