@@ -144,6 +144,9 @@ class MultiScaleConfig:
     global_adversarial_weight: float = (
         0.0  # share of the GAN loss on G_g's output at its own scale, against downsampled target crops
     )
+    attention_adversarial: bool = (
+        True  # the GAN loss trains M_s; false: only the patch losses on Y do (D judges Y with M_s detached)
+    )
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,11 @@ class ExperimentConfig:
             problems.append(
                 "multiscale.local_adversarial_weight + multiscale.global_adversarial_weight must be <= 1 "
                 "(the rest is the fused output's share)"
+            )
+        if not ms.attention_adversarial and ms.local_patch_losses == "local":
+            problems.append(
+                "multiscale.attention_adversarial=false needs multiscale.local_patch_losses 'fused' or 'both': "
+                "with 'local' no loss would train the scale attention"
             )
         return problems
 

@@ -217,3 +217,51 @@ def test_the_local_patch_losses_reach_the_scale_attention_only_from_the_fused_ou
     _step(config, networks, optimizers, batch)
     moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
     assert moved == (compared != "local")
+
+
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_attention_adversarial_decides_whether_the_gan_loss_trains_the_scale_attention(
+    make_config, adversarial
+):
+    """``multiscale.attention_adversarial=false``: D judges the same fused image, built with M_s detached, so
+    that the adversarial loss still trains both generators through the fusion but not the scale attention.
+    The patch losses are off, so whatever moves the attention head in a step is the adversarial loss."""
+    config, networks, optimizers = _setup(
+        make_config,
+        **{
+            "multiscale.attention_adversarial": adversarial,
+            "loss.contrastive_weight": 0.0,
+            "loss.ts_weight": 0.0,
+        },
+    )
+    translator = networks.translator
+    batch = make_batch(config)
+    out = translator.training_forward(batch, taps=config.projection.taps, identity=True)
+    judged = out.judged[0][0]
+    torch.testing.assert_close(judged, out.preview["fused"], rtol=0, atol=0)  # the same image either way
+    judged.sum().backward()
+    attention_grads = [p.grad for p in translator.attention.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in attention_grads) == adversarial
+    assert all(g is None or not g.any() for g in attention_grads) == (not adversarial)
+    for generator in (translator.generator_global, translator.generator_local):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
+    translator.zero_grad(set_to_none=True)
+
+    before = [p.detach().clone() for p in translator.attention.parameters()]
+    _step(config, networks, optimizers, batch)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
+    assert moved == adversarial
+
+
+def test_attention_adversarial_false_needs_a_patch_loss_on_the_fused_output(make_config):
+    from semst.config import ConfigError
+
+    with pytest.raises(ConfigError, match="attention_adversarial=false needs"):
+        make_config(
+            "semst",
+            **{
+                **TINY_MULTISCALE,
+                "multiscale.attention_adversarial": False,
+                "multiscale.local_patch_losses": "local",
+            },
+        )

@@ -80,6 +80,10 @@ class MultiScaleTranslator(Translator):
             that they reach M_s and G_g too, or ``"both"``: half the local branch's patch losses on Y, half
             on G_l's own output (so G_l's output is held to its input directly too, as the discriminator's
             0.1 judges it directly).
+        attention_adversarial: whether the adversarial loss trains the scale attention (the default). If
+            false, the discriminator judges a fused output built with M_s detached, so that M_s learns from
+            the patch losses on Y alone (which branch keeps the content) while both generators still get
+            the adversarial gradient through it.
     """
 
     kind = "multi-scale"
@@ -95,6 +99,7 @@ class MultiScaleTranslator(Translator):
         local_adversarial_weight: float = 0.1,
         global_adversarial_weight: float = 0.0,
         local_patch_losses: str = "fused",
+        attention_adversarial: bool = True,
     ) -> None:
         super().__init__(config)
         if scale < 1:
@@ -111,6 +116,7 @@ class MultiScaleTranslator(Translator):
                 f"local_patch_losses must be 'local', 'fused' or 'both', got {local_patch_losses!r}"
             )
         self.local_patch_losses = local_patch_losses
+        self.attention_adversarial = bool(attention_adversarial)
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> MultiScaleTranslator:
@@ -132,6 +138,7 @@ class MultiScaleTranslator(Translator):
             local_adversarial_weight=config.multiscale.local_adversarial_weight,
             global_adversarial_weight=config.multiscale.global_adversarial_weight,
             local_patch_losses=config.multiscale.local_patch_losses,
+            attention_adversarial=config.multiscale.attention_adversarial,
         )
 
     @classmethod
@@ -195,7 +202,11 @@ class MultiScaleTranslator(Translator):
         on_local = crop_to_boxes(maps[:count], source.box, self.scale)  # (B, 4, hl, wl)
         fused = fuse(local[:count], on_local[:, :3], on_local[:, 3:])  # (B, 3, hl, wl)
         w_local, w_global = self.local_adversarial_weight, self.global_adversarial_weight
-        judged = [(fused, target.crop, 1.0 - w_local - w_global)]
+        if self.attention_adversarial:
+            judged = [(fused, target.crop, 1.0 - w_local - w_global)]
+        else:  # the same image, but the adversarial gradient stops at M_s
+            detached = fuse(local[:count], on_local[:, :3], on_local[:, 3:].detach())  # (B, 3, hl, wl)
+            judged = [(detached, target.crop, 1.0 - w_local - w_global)]
         if w_local > 0:
             judged.append((local[:count], target.crop, w_local))
         if w_global > 0:
