@@ -30,6 +30,14 @@ def _step(config, networks, optimizers, batch, step=0):
     )
 
 
+def _attention_moves(config, networks, optimizers, batch) -> bool:
+    """Whether one training step changes the scale-attention head's parameters."""
+    attention = networks.translator.attention
+    before = [p.detach().clone() for p in attention.parameters()]
+    _step(config, networks, optimizers, batch)
+    return any(not torch.equal(a, b) for a, b in zip(before, attention.parameters()))
+
+
 def test_every_network_learns_and_losses_are_named(make_config):
     config, networks, optimizers = _setup(make_config)
     assert [name for name, _ in networks.translator.named_children()] == [
@@ -213,10 +221,7 @@ def test_the_local_patch_losses_reach_the_scale_attention_only_from_the_fused_ou
     # the identity rows are G_l's own output on the target crops either way
     torch.testing.assert_close(local_branch.outputs[count:], translator.generator_local(batch.target.crop))
 
-    before = [p.detach().clone() for p in translator.attention.parameters()]
-    _step(config, networks, optimizers, batch)
-    moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
-    assert moved == (compared != "local")
+    assert _attention_moves(config, networks, optimizers, batch) == (compared != "local")
 
 
 @pytest.mark.parametrize("adversarial", [True, False])
@@ -247,10 +252,7 @@ def test_attention_adversarial_decides_whether_the_gan_loss_trains_the_scale_att
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
     translator.zero_grad(set_to_none=True)
 
-    before = [p.detach().clone() for p in translator.attention.parameters()]
-    _step(config, networks, optimizers, batch)
-    moved = any(not torch.equal(a, b) for a, b in zip(before, translator.attention.parameters()))
-    assert moved == adversarial
+    assert _attention_moves(config, networks, optimizers, batch) == adversarial
 
 
 def test_attention_adversarial_false_needs_a_patch_loss_on_the_fused_output(make_config):

@@ -202,11 +202,13 @@ class MultiScaleTranslator(Translator):
         on_local = crop_to_boxes(maps[:count], source.box, self.scale)  # (B, 4, hl, wl)
         fused = fuse(local[:count], on_local[:, :3], on_local[:, 3:])  # (B, 3, hl, wl)
         w_local, w_global = self.local_adversarial_weight, self.global_adversarial_weight
-        if self.attention_adversarial:
-            judged = [(fused, target.crop, 1.0 - w_local - w_global)]
-        else:  # the same image, but the adversarial gradient stops at M_s
-            detached = fuse(local[:count], on_local[:, :3], on_local[:, 3:].detach())  # (B, 3, hl, wl)
-            judged = [(detached, target.crop, 1.0 - w_local - w_global)]
+        # D judges Y; without attention_adversarial the same image, with the gradient stopped at M_s
+        judged_fused = (
+            fused
+            if self.attention_adversarial
+            else fuse(local[:count], on_local[:, :3], on_local[:, 3:].detach())  # (B, 3, hl, wl)
+        )
+        judged = [(judged_fused, target.crop, 1.0 - w_local - w_global)]
         if w_local > 0:
             judged.append((local[:count], target.crop, w_local))
         if w_global > 0:
