@@ -7,6 +7,7 @@ CUT's code is not part of semst and nothing of it is copied here: fetch it yours
     python benchmarks/cut_comparison.py /tmp/cut --precision bf16     # semst under bf16 autocast, CUT as shipped
     python benchmarks/cut_comparison.py /tmp/cut --device cuda --precision bf16 --channels-last --compile
     SEMST_CUT_CHECKOUT=/tmp/cut python benchmarks/cut_comparison.py   # the folder may come from the environment
+    python benchmarks/cut_comparison.py /tmp/cut --flops              # count each step's FLOPs instead of timing
 
 Run it from the semst repository with semst importable (installed, or ``PYTHONPATH=src``), on an otherwise
 idle machine: any other process on the cores distorts every figure.
@@ -240,6 +241,49 @@ def make_batches(count: int, args: argparse.Namespace, device: torch.device) -> 
     return batches
 
 
+def count_flops(step: Callable[[int], None], index: int) -> tuple[int, dict[str, int]]:
+    """The FLOPs of one call of ``step`` (forward and backward convolutions and matrix products, as torch's
+    ``FlopCounterMode`` counts them: 2 per multiply-add) and their split by operator."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415 - only for --flops
+
+    with FlopCounterMode(display=False) as counter:
+        step(index)
+    by_operator = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), by_operator
+
+
+def report_flops(steps: dict[str, Callable[[int], None]], args: argparse.Namespace) -> None:
+    """Prints each variant's GFLOP per step (the second step, after one untimed warm-up step each), its ratio
+    to CUT's code and the operators that do the work; writes them to ``--json`` if given."""
+    for step in steps.values():
+        step(0)  # the same first step the timing runs untimed
+    counts = {variant: count_flops(step, 1) for variant, step in steps.items()}
+    print(
+        f"GFLOP per training step ({args.size} px, base channels {args.base_channels}, batch {args.batch_size}; "
+        "torch's FLOP counter, forward and backward)"
+    )
+    for variant, (total, by_operator) in counts.items():
+        ratio = f"  {total / counts['cut-code'][0]:.3f}x CUT's code" if "cut-code" in counts else ""
+        split = ", ".join(
+            f"{op.removeprefix('aten.')} {n / 1e9:.1f}"
+            for op, n in sorted(by_operator.items(), key=lambda item: -item[1])
+        )
+        print(f"  {variant:9s} {total / 1e9:9.1f} GFLOP{ratio}   ({split})")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "settings": vars(args),
+                    "gflop": {v: c[0] / 1e9 for v, c in counts.items()},
+                    "gflop_by_operator": {
+                        v: {op: n / 1e9 for op, n in c[1].items()} for v, c in counts.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog="See the module docstring for what runs."
@@ -276,6 +320,12 @@ def main() -> None:
     parser.add_argument(
         "--no-malloc-tuning", action="store_true", help="keep glibc's default malloc thresholds"
     )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="count the floating-point operations of one step per variant (torch's FLOP counter) instead of "
+        "timing: the compute floor of each step, independent of the machine's load",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the settings and every step time here")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -308,6 +358,9 @@ def main() -> None:
             else:
                 semst_step = build_semst(variant, args, device)
                 steps[variant] = lambda i, step=semst_step: step(batches[i]["semst"], i)
+        if args.flops:
+            report_flops(steps, args)
+            return
         times: dict[str, list[float]] = {v: [] for v in variants}
         for i in range(args.warmup + args.steps):
             for variant in variants:

@@ -48,6 +48,25 @@ def test_cut_comparison_runs_one_tiny_step_of_every_variant(tmp_path):
     assert "x CUT's code" in result.stdout
 
 
+def test_cut_comparison_counts_flops_of_semst_steps_without_cut(tmp_path):
+    result = _run(
+        "cut_comparison.py", "--variants", "cut,semst,semst-ms", "--flops",
+        "--size", "64", "--base-channels", "8", "--num-patches", "32", "--threads", "1",
+        "--json", str(tmp_path / "out.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "out.json").read_text())
+    gflop, by_operator = figures["gflop"], figures["gflop_by_operator"]
+    assert sorted(gflop) == ["cut", "semst", "semst-ms"] and "GFLOP per training step" in result.stdout
+    # the presets share the networks, so their convolutions cost the same; hDCE and TS add matrix products
+    for op in ("aten.convolution", "aten.convolution_backward"):
+        assert by_operator["cut"][op] == pytest.approx(by_operator["semst"][op])
+    assert gflop["semst"] > gflop["cut"]
+    # two generators on crops of the same size: about twice the single-scale step's convolutions
+    convolutions = {v: by_operator[v]["aten.convolution"] for v in ("semst", "semst-ms")}
+    assert 1.8 < convolutions["semst-ms"] / convolutions["semst"] < 2.2
+
+
 def test_cut_comparison_names_a_folder_that_is_not_cut(tmp_path):
     result = _run("cut_comparison.py", str(tmp_path), "--steps", "1", "--warmup", "0")
     assert result.returncode != 0 and "is not a checkout of CUT" in result.stderr
