@@ -36,11 +36,24 @@ def _mean_std(values: list[float], digits: int = 1) -> str:
     return f"{array.mean():.{digits}f} ± {std:.{digits}f}"
 
 
+def _seed_list(text: str) -> list[int]:
+    """``0,1,2`` (a trailing comma allowed, as ``semst study run --seeds 0,`` takes it) -> [0, 1, 2]."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (0,1,2), got {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder (semst study run)")
     parser.add_argument("--variant", required=True, help="a multi-scale variant of the study")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds with finished runs")
+    parser.add_argument(
+        "--seeds", type=_seed_list, default=[0, 1, 2], help="comma-separated seeds with finished runs"
+    )
     parser.add_argument("--out", type=Path, help="write the per-seed figures to this JSON file")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -67,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         part: {"pixel_accuracy": [], "mean_iou": [], "kid": []} for part in PARTS
     }
     attention_means: list[float] = []
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     for seed in seeds:
         scores_file = study.scores_path(args.variant, seed)
         if not scores_file.is_file():

@@ -195,5 +195,9 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
     missing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "1")
     assert missing.returncode == 2 and "no scores" in missing.stderr
+    trailing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "0,")
+    assert trailing.returncode == 0, trailing.stderr[-3000:]  # one seed as `semst study run` writes it
+    bad = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "zero")
+    assert bad.returncode == 2 and "expected comma-separated seeds (0,1,2), got 'zero'" in bad.stderr
     unknown = _run("branch_scores.py", str(study.directory), "--variant", "SemST-bf16")
     assert unknown.returncode == 2 and "no variant 'SemST-bf16' (the study has: SemST, CUT)" in unknown.stderr
