@@ -14,6 +14,7 @@ import pytest
 from semst.cli import main
 from semst.study import SCALES, VARIANTS, Study, StudyError, StudySpec, merge_studies
 from semst.study.data import open_study_data
+from semst.study.realism import RealismScorer
 from semst.study.report import write_study_report
 
 pytest.importorskip("skimage")  # the world's target textures
@@ -419,6 +420,30 @@ def test_the_command_line(world, prepared, tmp_path, capsys):
     assert "SemST-PatchNCE" in capsys.readouterr().out
     assert main(["study", "run", str(tmp_path / "nothing"), "--no-progress"]) == 1
     assert "holds no study yet" in capsys.readouterr().err
+
+
+def test_the_table_reads_an_archived_study_without_its_data(complete, tmp_path, capsys):
+    # What a study keeps of its runs when its checkpoints, translations, realism scorer and data are gone
+    # (docs/studies/): study.json, references/ and every run's scores.json, the data moved elsewhere.
+    archive = tmp_path / "archive"
+    for path in [
+        complete / "study.json",
+        *complete.glob("references/*.json"),
+        *complete.glob("runs/*/*/scores.json"),
+    ]:
+        (archive / path.relative_to(complete)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, archive / path.relative_to(complete))
+    spec = json.loads((archive / "study.json").read_text())
+    spec["data"]["root"] = str(tmp_path / "moved")
+    (archive / "study.json").write_text(json.dumps(spec))
+    assert main(["study", "table", str(complete)]) == 0
+    full = capsys.readouterr().out
+    assert main(["study", "table", str(archive)]) == 0
+    assert capsys.readouterr().out == full and "| mean IoU (%) |" in full and "| SemST |" in full
+    # Class-matched KID is a column where the runs scored it (a data set with labelled target images).
+    with_class_kid = [{"realism": {"kid": 0.1, "class_kid": 0.2}}, {"realism": {"kid": 0.1}}]
+    assert RealismScorer.stored_metrics(with_class_kid)[-1].key == "realism.class_kid"
+    assert "realism.class_kid" not in [m.key for m in RealismScorer.stored_metrics(with_class_kid[1:])]
 
 
 def test_the_report_renders_in_a_headless_browser(complete, tmp_path):

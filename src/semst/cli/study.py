@@ -282,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.study_command == "table":
+        from semst.data.labels import TRAIN_ID_NAMES
+        from semst.study.realism import RealismScorer
         from semst.study.report import markdown_table
         from semst.study.summary import METRICS, summarize
 
@@ -291,8 +293,9 @@ def run(args: argparse.Namespace) -> int:
             if args.baseline not in [v.name for v in study.spec.variants]:
                 raise ValueError(f"--baseline {args.baseline} is not a variant of {args.study}")
             results["spec"]["baseline"] = args.baseline
-        metrics = [*METRICS, *study.realism.metrics()]
-        summary = summarize(results, metrics, study.data.class_names)
+        # From the stored scores alone: an archived study reads without its data or checkpoints.
+        metrics = [*METRICS, *RealismScorer.stored_metrics(results["runs"])]
+        summary = summarize(results, metrics, TRAIN_ID_NAMES)
         variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
         print(markdown_table(summary, metrics, variants), end="")
         return 0

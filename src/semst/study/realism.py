@@ -68,6 +68,14 @@ class RealismScorer:
     def metrics(self) -> tuple[Metric, ...]:
         return (*self.METRICS, self.CLASS_METRIC) if self.target_labels is not None else self.METRICS
 
+    @classmethod
+    def stored_metrics(cls, scores: list[dict]) -> tuple[Metric, ...]:
+        """The realism metrics that runs scored (``scores``: their stored scores), read without the data:
+        class-matched KID where any run has it."""
+        if any(s.get("realism", {}).get("class_kid") is not None for s in scores):
+            return (*cls.METRICS, cls.CLASS_METRIC)
+        return cls.METRICS
+
     def prepare(self, *, progress: bool = True) -> None:
         """Train the classifier and extract the reference features, unless done already."""
         from semst.evaluation.domain_classifier import train_domain_classifier
