@@ -294,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--baseline {args.baseline} is not a variant of {args.study}")
             results["spec"]["baseline"] = args.baseline
         # From the stored scores alone: an archived study reads without its data or checkpoints.
-        metrics = [*METRICS, *RealismScorer.stored_metrics(results["runs"])]
+        scored = [*results["runs"], *results["references"].values()]
+        metrics = [*METRICS, *RealismScorer.stored_metrics(scored)]
         summary = summarize(results, metrics, TRAIN_ID_NAMES)
         variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
         print(markdown_table(summary, metrics, variants), end="")
