@@ -282,10 +282,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.study_command == "table":
-        from semst.data.labels import TRAIN_ID_NAMES
-        from semst.study.realism import RealismScorer
-        from semst.study.report import markdown_table
-        from semst.study.summary import METRICS, summarize
+        from semst.study.report import markdown_table, summarize_scores
 
         study = Study.open(args.study)
         results = study.results()
@@ -293,10 +290,7 @@ def run(args: argparse.Namespace) -> int:
             if args.baseline not in [v.name for v in study.spec.variants]:
                 raise ValueError(f"--baseline {args.baseline} is not a variant of {args.study}")
             results["spec"]["baseline"] = args.baseline
-        # From the stored scores alone: an archived study reads without its data or checkpoints.
-        scored = [*results["runs"], *results["references"].values()]
-        metrics = [*METRICS, *RealismScorer.stored_metrics(scored)]
-        summary = summarize(results, metrics, TRAIN_ID_NAMES)
+        metrics, summary = summarize_scores(results)  # the stored scores alone: no data, no checkpoints
         variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
         print(markdown_table(summary, metrics, variants), end="")
         return 0

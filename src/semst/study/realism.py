@@ -65,13 +65,10 @@ class RealismScorer:
     def reference_path(self) -> Path:
         return self.directory / "reference.safetensors"
 
-    def metrics(self) -> tuple[Metric, ...]:
-        return (*self.METRICS, self.CLASS_METRIC) if self.target_labels is not None else self.METRICS
-
     @classmethod
     def stored_metrics(cls, scores: list[dict]) -> tuple[Metric, ...]:
         """The realism metrics that runs scored (``scores``: their stored scores), read without the data:
-        class-matched KID where any run has it."""
+        class-matched KID where any of them (a run, the floor or the ceiling) has it."""
         if any(s.get("realism", {}).get("class_kid") is not None for s in scores):
             return (*cls.METRICS, cls.CLASS_METRIC)
         return cls.METRICS

@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 from semst.data.images import load_rgb, save_image
+from semst.data.labels import TRAIN_ID_NAMES
 from semst.files import write_json, write_text
+from semst.study.realism import RealismScorer
 from semst.study.summary import METRICS, Metric, summarize
 
 __all__ = ["STYLE", "markdown_table", "render_study_report", "write_study_report"]
@@ -395,11 +397,20 @@ def markdown_table(summary: dict, metrics: Sequence[Metric], variants: Sequence[
     return "\n".join(lines) + "\n"
 
 
+def summarize_scores(results: dict[str, Any]) -> tuple[list[Metric], dict[str, Any]]:
+    """The columns and the summary of a study's stored scores (``Study.results()``): the distortion metrics,
+    the realism metrics the stored scores hold (class-matched KID where the floor, the ceiling or a run has
+    it) and the train-id classes. Nothing else is read, so an archived study (study.json, references/ and
+    the runs' scores.json, without data or checkpoints) summarizes as the study did."""
+    scored = [*results["runs"], *results["references"].values()]
+    metrics = [*METRICS, *RealismScorer.stored_metrics(scored)]
+    return metrics, summarize(results, metrics, TRAIN_ID_NAMES)
+
+
 def write_study_report(study, *, pictures: int = 2, notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``results.json``, ``report_files/`` and ``report.html`` into the study folder; returns the paths."""
     results = study.results()
-    metrics = [*METRICS, *study.realism.metrics()]
-    summary = summarize(results, metrics, study.data.class_names)
+    metrics, summary = summarize_scores(results)
     directory = study.directory
     files = directory / "report_files"
     extra: dict[str, Any] = {"figures": [], "notes": list(notes)}
