@@ -100,6 +100,19 @@ def test_every_run_is_scored_and_reported(complete):
         assert (complete / source).is_file(), source
 
 
+def test_the_report_draws_every_seed_on_request(complete, tmp_path, capsys):
+    from PIL import Image
+
+    copy = tmp_path / "study"
+    shutil.copytree(complete, copy)
+    grid = copy / "report_files" / "grid_test_00000.png"
+    lowest = Image.open(grid).size  # untranslated, SemST seed 0, CUT seed 0
+    assert main(["study", "report", str(copy), "--pictures", "1", "--every-seed"]) == 0
+    assert str(copy / "report.html") in capsys.readouterr().out
+    every = Image.open(grid).size  # untranslated, SemST seeds 0 and 1, CUT seeds 0 and 1
+    assert every[0] == lowest[0] and every[1] * 3 == lowest[1] * 5
+
+
 def test_a_finished_study_is_not_run_again(complete, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(complete, copy)

@@ -146,6 +146,11 @@ def add_parser(subparsers) -> None:
     report.add_argument(
         "--pictures", type=int, default=2, metavar="N", help="held-out images drawn per variant"
     )
+    report.add_argument(
+        "--every-seed",
+        action="store_true",
+        help="draw every seed's translation of those images (default: each variant's lowest seed)",
+    )
     add_verbosity(report)
 
     table = commands.add_parser(
@@ -295,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         print(markdown_table(summary, metrics, variants), end="")
         return 0
     if args.study_command == "report":
-        paths = write_study_report(Study.open(args.study), pictures=args.pictures)
+        paths = write_study_report(Study.open(args.study), pictures=args.pictures, every_seed=args.every_seed)
         print(f"report {paths['report']}\nresults {paths['results']}")
         return 0
 

@@ -231,13 +231,14 @@ def _bar_chart(summary: dict, metrics: Sequence[Metric], path: Path) -> Path | N
     return path
 
 
-def _pictures(study, summary: dict, count: int, folder: Path) -> list[dict]:
-    """Distortion panels of the first ``count`` held-out images: untranslated, then each variant (lowest
-    seed), each with the segmenter's labels, the true labels and where the class changed."""
+def _pictures(study, summary: dict, count: int, folder: Path, *, every_seed: bool = False) -> list[dict]:
+    """Distortion panels of the first ``count`` held-out images: untranslated, then each variant (its lowest
+    seed, or every seed with ``every_seed``), each with the segmenter's labels, the true labels and where
+    the class changed."""
     from semst.evaluation.pictures import distortion_panel
 
     data = study.data
-    seed = min(study.spec.seeds)
+    seeds = sorted(study.spec.seeds) if every_seed else [min(study.spec.seeds)]
     grids = []
     predictions: dict[str, np.ndarray] = {}
 
@@ -248,9 +249,10 @@ def _pictures(study, summary: dict, count: int, folder: Path) -> list[dict]:
         label = data.source_label(sample)
         rows = [("untranslated source", sample.image)]
         for variant in summary["variants"]:
-            path = study.run_dir(variant, seed) / "translated" / sample.relative.with_suffix(".png")
-            if path.is_file():
-                rows.append((f"{variant} (seed {seed})", path))
+            for seed in seeds:
+                path = study.run_dir(variant, seed) / "translated" / sample.relative.with_suffix(".png")
+                if path.is_file():
+                    rows.append((f"{variant} (seed {seed})", path))
         study.segment([path for _, path in rows], [sample] * len(rows), data.source_label, on_image=keep)
         panels = [
             distortion_panel(
@@ -407,8 +409,12 @@ def summarize_scores(results: dict[str, Any]) -> tuple[list[Metric], dict[str, A
     return metrics, summarize(results, metrics, TRAIN_ID_NAMES)
 
 
-def write_study_report(study, *, pictures: int = 2, notes: Sequence[str] = ()) -> dict[str, Path]:
-    """Write ``results.json``, ``report_files/`` and ``report.html`` into the study folder; returns the paths."""
+def write_study_report(
+    study, *, pictures: int = 2, every_seed: bool = False, notes: Sequence[str] = ()
+) -> dict[str, Path]:
+    """Write ``results.json``, ``report_files/`` and ``report.html`` into the study folder; returns the paths.
+    The pictures show the first ``pictures`` held-out images translated by each variant's lowest seed, or
+    by every seed with ``every_seed``."""
     results = study.results()
     metrics, summary = summarize_scores(results)
     directory = study.directory
@@ -425,7 +431,7 @@ def write_study_report(study, *, pictures: int = 2, notes: Sequence[str] = ()) -
             }
         )
     if pictures and results["runs"]:
-        extra["grids"] = _pictures(study, summary, pictures, files)
+        extra["grids"] = _pictures(study, summary, pictures, files, every_seed=every_seed)
     results_path = write_json(directory / "results.json", {**results, "summary": summary})
     report_path = write_text(
         directory / "report.html",
