@@ -7,7 +7,7 @@ scores, with the study's own segmenter and realism scorer, three images per inpu
 (the study's own translations, so its scores are the study's), G_l's output alone (``local``: M_s = 1) and
 G_g's output alone, upsampled (``global``: M_s = 0):
 
-    python benchmarks/branch_scores.py STUDY_DIR --variant SemST-bf16 --seeds 0,1,2 --out branches.json
+    python benchmarks/branch_scores.py STUDY_DIR --variant SemST-bf16 --out branches.json
 
 Prints a Markdown table (mean ± std over the seeds, and the values per seed) of pixel accuracy, mean IoU,
 KID and the mean of M_s over the held-out images, and writes the per-seed figures as JSON. The branch
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semst.cli.study import parse_seeds
+
 PARTS = ("fused", "local", "global")
 
 
@@ -36,23 +38,15 @@ def _mean_std(values: list[float], digits: int = 1) -> str:
     return f"{array.mean():.{digits}f} ± {std:.{digits}f}"
 
 
-def _seed_list(text: str) -> list[int]:
-    """``0,1,2`` (a trailing comma allowed, as ``semst study run --seeds 0,`` takes it) -> [0, 1, 2]."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (0,1,2), got {text!r}")
-    return seeds
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder (semst study run)")
     parser.add_argument("--variant", required=True, help="a multi-scale variant of the study")
     parser.add_argument(
-        "--seeds", type=_seed_list, default=[0, 1, 2], help="comma-separated seeds with finished runs"
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="as semst study run's: a count (3 = seeds 0, 1, 2) or a list (0,1,5) (default: every scored seed)",
     )
     parser.add_argument("--out", type=Path, help="write the per-seed figures to this JSON file")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -81,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     attention_means: list[float] = []
     seeds = args.seeds
+    if seeds is None:
+        seeds = tuple(s for s in study.spec.seeds if study.scores_path(args.variant, s).is_file())
+        if not seeds:
+            print(
+                f"error: {args.study}: no scored run of {args.variant}: run the study first", file=sys.stderr
+            )
+            return 2
     for seed in seeds:
         scores_file = study.scores_path(args.variant, seed)
         if not scores_file.is_file():

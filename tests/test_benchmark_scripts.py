@@ -178,10 +178,11 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     study.run(progress=False)
     stored = json.loads(study.scores_path("SemST", 0).read_text())
 
-    result = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "0",
-                  "--out", str(tmp_path / "branches.json"))  # fmt: skip
+    out = tmp_path / "branches.json"
+    # No --seeds: every scored seed of the variant.
+    result = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads((tmp_path / "branches.json").read_text())
+    figures = json.loads(out.read_text())
     assert figures["seeds"] == [0] and 0 <= figures["attention_mean"][0] <= 1
     # The fused images are the study's translations again: the same score.
     assert figures["fused"]["mean_iou"][0] == pytest.approx(100 * stored["distortion"]["mean_iou"], abs=1e-6)
@@ -191,13 +192,19 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
         assert 0 <= figures[part]["mean_iou"][0] <= 100
     assert "| global |" in result.stdout
 
-    single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "0")
+    single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "1")
     assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
-    missing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "1")
-    assert missing.returncode == 2 and "no scores" in missing.stderr
+    missing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "1,")
+    assert missing.returncode == 2 and "seed1/scores.json: no scores" in missing.stderr
     trailing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "0,")
     assert trailing.returncode == 0, trailing.stderr[-3000:]  # one seed as `semst study run` writes it
-    bad = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "zero")
-    assert bad.returncode == 2 and "expected comma-separated seeds (0,1,2), got 'zero'" in bad.stderr
+    assert "| SemST, 1 seeds |" in trailing.stdout
+    for bad_seeds in ("zero", "0", "1,-1"):
+        bad = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", bad_seeds)
+        assert bad.returncode == 2, bad_seeds
+        assert f"expected a count (3) or a list of seeds (0,1,5), got '{bad_seeds}'" in bad.stderr
+    unscored = Study.create(tmp_path / "unscored", spec)  # prepared, nothing trained
+    nothing = _run("branch_scores.py", str(unscored.directory), "--variant", "SemST")
+    assert nothing.returncode == 2 and "no scored run of SemST: run the study first" in nothing.stderr
     unknown = _run("branch_scores.py", str(study.directory), "--variant", "SemST-bf16")
     assert unknown.returncode == 2 and "no variant 'SemST-bf16' (the study has: SemST, CUT)" in unknown.stderr

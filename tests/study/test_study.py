@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from semst.cli import main
+from semst.cli.study import parse_seeds
 from semst.study import SCALES, VARIANTS, Study, StudyError, StudySpec, merge_studies
 from semst.study.data import open_study_data
 from semst.study.realism import RealismScorer
@@ -433,6 +434,21 @@ def test_the_command_line(world, prepared, tmp_path, capsys):
     assert "SemST-PatchNCE" in capsys.readouterr().out
     assert main(["study", "run", str(tmp_path / "nothing"), "--no-progress"]) == 1
     assert "holds no study yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"), [("3", (0, 1, 2)), ("0,1,5", (0, 1, 5)), ("0,", (0,)), (" 2 , 4", (2, 4))]
+)
+def test_seeds_are_a_count_or_a_list(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "zero", ",", "1,-1", "1.5"])
+def test_seeds_that_name_no_run_are_refused(text, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "run", str(tmp_path / "study"), "--seeds", text])
+    assert exit_info.value.code == 2 and not (tmp_path / "study").exists()
+    assert f"expected a count (3) or a list of seeds (0,1,5), got '{text}'" in capsys.readouterr().err
 
 
 def test_the_table_reads_an_archived_study_without_its_data(complete, tmp_path, capsys):

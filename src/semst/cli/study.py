@@ -23,14 +23,18 @@ def _shard(text: str) -> tuple[int, int]:
     return shard
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: a count (``3`` = seeds 0, 1, 2) or comma-separated seeds (``0,1,5``; ``0,`` is seed 0)."""
     try:
         if "," not in text:
             count = int(text)
             if count < 1:
                 raise ValueError
             return tuple(range(count))
-        return tuple(int(s) for s in text.split(",") if s.strip())
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        if not seeds or min(seeds) < 0:
+            raise ValueError
+        return seeds
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a count (3) or a list of seeds (0,1,5), got {text!r}"
@@ -108,7 +112,7 @@ def add_parser(subparsers) -> None:
     )
     what.add_argument(
         "--seeds",
-        type=_seeds,
+        type=parse_seeds,
         default=None,
         help="a count (3 = seeds 0, 1, 2) or a list (default: 3 for a new study; a study being extended keeps "
         "its seeds and adds these)",
