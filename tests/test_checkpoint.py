@@ -31,6 +31,27 @@ def test_round_trip_and_prefix_selection(tmp_path):
     assert set(ckpt.strip_prefix(tensors, "generator.")) == {"w"}
 
 
+def _header(path):
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    return raw[8 : 8 + length].decode("utf-8")
+
+
+def test_the_same_content_gives_the_same_bytes(tmp_path):
+    # safetensors orders its header by hash maps, so without sorting the same checkpoint came out with other
+    # bytes from one write to the next (a study's check "same realism classifier file" failed on them)
+    tensors = {f"net.layer{i}.weight": torch.full((2, i + 1), float(i)) for i in range(12)}
+    tensors["rng.torch"] = torch.arange(5, dtype=torch.uint8)
+    paths = [_write(tmp_path, f"c{i}.safetensors", tensors=tensors) for i in range(6)]
+    first = paths[0].read_bytes()
+    assert all(p.read_bytes() == first for p in paths[1:])
+    header = json.loads(_header(paths[0]))
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
+    loaded = ckpt.load_tensors(paths[0])
+    assert set(loaded) == set(tensors) and all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    assert ckpt.read_metadata(paths[0]) == {"step": 3, "config": {"a": [1, 2]}}
+
+
 def test_views_and_shared_storage_are_saved(tmp_path):
     base = torch.arange(10.0)
     path = _write(tmp_path, tensors={"a": base[2:5], "b": base, "c": base.view(2, 5).t()})

@@ -78,7 +78,29 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], meta:
                 raise OSError(f"{path}: the checkpoint could not be written: {exc}") from exc
             code = int(number.group(1))
             raise OSError(code, os.strerror(code), str(path)) from exc
+        _sort_header(temporary)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header in place with its keys sorted.
+
+    safetensors writes the header from hash maps, whose order changes from one process (and one call) to
+    the next, so the same tensors and metadata gave files with other bytes and other SHA-256 digests. The
+    sorted header has the same length (the same compact JSON, keys in another order) and the same offsets,
+    so the tensor data are untouched; where the re-serialised header would not fit, the file is left as is.
+    """
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        raw = handle.read(length)
+        text = raw.decode("utf-8")
+        stripped = text.rstrip(" ")  # safetensors pads the header with spaces to 8-byte alignment
+        document = json.loads(stripped)
+        body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(body) != len(stripped.encode("utf-8")) or json.loads(body) != document:
+            return
+        handle.seek(8)
+        handle.write(body + b" " * (length - len(body)))
 
 
 def _describe_foreign(head: bytes) -> str:
