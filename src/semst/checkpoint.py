@@ -88,16 +88,16 @@ def _sort_header(path: Path) -> None:
     safetensors writes the header from hash maps, whose order changes from one process (and one call) to
     the next, so the same tensors and metadata gave files with other bytes and other SHA-256 digests. The
     sorted header has the same length (the same compact JSON, keys in another order) and the same offsets,
-    so the tensor data are untouched; where the re-serialised header would not fit, the file is left as is.
+    so the tensor data are untouched; where the re-serialised header would have another length (other
+    escapes), the file is left as is.
     """
     with open(path, "r+b") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
-        raw = handle.read(length)
-        text = raw.decode("utf-8")
-        stripped = text.rstrip(" ")  # safetensors pads the header with spaces to 8-byte alignment
+        # safetensors pads the header with spaces to 8-byte alignment
+        stripped = handle.read(length).rstrip(b" ")
         document = json.loads(stripped)
         body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        if len(body) != len(stripped.encode("utf-8")) or json.loads(body) != document:
+        if len(body) != len(stripped):
             return
         handle.seek(8)
         handle.write(body + b" " * (length - len(body)))
