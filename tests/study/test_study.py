@@ -475,6 +475,28 @@ def test_the_table_reads_an_archived_study_without_its_data(complete, tmp_path, 
     assert "realism.class_kid" not in [m.key for m in RealismScorer.stored_metrics(with_class_kid[1:])]
 
 
+def test_the_table_gives_every_seeds_own_scores_on_request(complete, capsys):
+    # Read back from the runs' scores.json files, not from the summary the table is drawn from.
+    stored = {}
+    for path in complete.glob("runs/*/seed*/scores.json"):
+        scores = json.loads(path.read_text())
+        stored[(scores["variant"], scores["seed"])] = scores
+    assert main(["study", "table", str(complete), "--per-seed"]) == 0
+    text = capsys.readouterr().out
+    per_seed = text.split("| per seed | seed |", 1)[1].splitlines()[2:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in per_seed if line]
+    assert {(name, int(seed)) for name, seed, *_ in rows} == set(stored) and len(rows) == len(stored)
+    names = [variant.name for variant in Study.open(complete).spec.variants]
+    order = [(name, int(seed)) for name, seed, *_ in rows]
+    assert order == sorted(order, key=lambda key: (names.index(key[0]), key[1]))  # variant by variant
+    for name, seed, pixel, _class, miou, *_ in rows:
+        distortion = stored[(name, int(seed))]["distortion"]
+        assert pixel == f"{100 * distortion['pixel_accuracy']:.1f}"
+        assert miou == f"{100 * distortion['mean_iou']:.1f}"
+    assert main(["study", "table", str(complete)]) == 0
+    assert "| per seed |" not in capsys.readouterr().out
+
+
 def test_the_report_renders_in_a_headless_browser(complete, tmp_path):
     """Chromium draws the report with its chart (CI installs Debian's chromium; skipped where none is)."""
     import subprocess

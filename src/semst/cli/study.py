@@ -165,6 +165,9 @@ def add_parser(subparsers) -> None:
     table.add_argument("study", metavar="STUDY")
     table.add_argument("--variants", metavar="NAMES", help="comma-separated variants to show (default: all)")
     table.add_argument("--baseline", metavar="NAME", help="compare with this variant (default: the study's)")
+    table.add_argument(
+        "--per-seed", action="store_true", help="add a table of every seed's own scores, variant by variant"
+    )
     add_verbosity(table)
 
     merge = commands.add_parser(
@@ -301,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             results["spec"]["baseline"] = args.baseline
         metrics, summary = summarize_scores(results)  # the stored scores alone: no data, no checkpoints
         variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
-        print(markdown_table(summary, metrics, variants), end="")
+        print(markdown_table(summary, metrics, variants, per_seed=args.per_seed), end="")
         return 0
     if args.study_command == "report":
         paths = write_study_report(Study.open(args.study), pictures=args.pictures, every_seed=args.every_seed)

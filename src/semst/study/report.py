@@ -357,9 +357,12 @@ def render_study_report(
     return "\n".join(parts)
 
 
-def markdown_table(summary: dict, metrics: Sequence[Metric], variants: Sequence[str] | None = None) -> str:
+def markdown_table(
+    summary: dict, metrics: Sequence[Metric], variants: Sequence[str] | None = None, *, per_seed: bool = False
+) -> str:
     """The scores as a Markdown table (mean ± std over seeds, floor and ceiling rows), followed by the paired
-    differences from the baseline with their verdicts: what docs/experiments.md records per experiment."""
+    differences from the baseline with their verdicts: what docs/experiments.md records per experiment. With
+    ``per_seed``, a third table gives every seed's own scores (variant by variant, seeds in order)."""
     variants = list(variants) if variants is not None else summary["variants"]
     unknown = [v for v in variants if v not in summary["table"]]
     if unknown:
@@ -396,6 +399,15 @@ def markdown_table(summary: dict, metrics: Sequence[Metric], variants: Sequence[
                 std = f" ± {scale * d['std']:.2f}" if d["std"] is not None else ""
                 cells.append(f"{scale * d['mean']:+.2f}{std}{mark}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if per_seed:
+        lines += ["", "| per seed | seed | " + " | ".join(m.label for m in metrics) + " |"]
+        lines.append("|---" * (len(metrics) + 2) + "|")
+        for name in variants:
+            row = summary["table"][name]
+            seeds = sorted({s for m in metrics for s in row[m.key]["values"]})
+            for seed in seeds:
+                cells = [m.format(row[m.key]["values"].get(seed)) for m in metrics]
+                lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
