@@ -10,7 +10,10 @@ G_g's output alone, upsampled (``global``: M_s = 0):
     python benchmarks/branch_scores.py STUDY_DIR --variant SemST-bf16 --out branches.json
 
 Prints a Markdown table (mean ± std over the seeds, and the values per seed) of pixel accuracy, mean IoU,
-KID and the mean of M_s over the held-out images, and writes the per-seed figures as JSON. The branch
+KID and the mean of M_s over the held-out images, a table of each class's IoU per part (mean ± std over the
+seeds), and each part's largest class flips (share of the true class's pixels the segmenter reads as
+another class, mean over the seeds, ranked as the study's report ranks them); writes the per-seed figures,
+per-class IoUs and confusion matrices as JSON. The branch
 images are written under ``STUDY_DIR/branches/VARIANT/seedN/{local,global}`` (kept: a rerun scores what
 is there). The branches alone are not translators anyone trained: G_l was trained to be fused with
 G_g, so a branch that scores worse alone is not a branch that hurts inside the fusion. What the table can
@@ -33,9 +36,32 @@ PARTS = ("fused", "local", "global")
 
 def _mean_std(values: list[float], digits: int = 1) -> str:
     """``mean ± std`` over seeds (sample std, as the study's tables; 0 for one seed)."""
+    if not values:
+        return "n/a"
     array = np.asarray(values, dtype=float)
     std = array.std(ddof=1) if len(array) > 1 else 0.0
     return f"{array.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def _print_classes(figures: dict, class_names: list[str], study) -> None:
+    """Each class's IoU per part (mean ± std over the seeds), and each part's largest flips."""
+    from semst.study.summary import _flip_matrix, _top_flips
+
+    per_part = {part: np.asarray(figures[part]["per_class_iou"], dtype=float) for part in PARTS}  # (S, C)
+    used = [c for c in range(len(class_names)) if not np.isnan(per_part["fused"][:, c]).all()]
+    print("\n| class: IoU (%) | " + " | ".join(PARTS) + " |")
+    print("|---|" + "---|" * len(PARTS))
+    for c in used:
+        cells = [_mean_std([100 * v for v in per_part[part][:, c] if not np.isnan(v)]) for part in PARTS]
+        print(f"| {class_names[c]} | " + " | ".join(cells) + " |")
+    source = json.loads((study.directory / "references" / "source.json").read_text())
+    confusion = np.asarray(source["distortion"]["confusion_matrix"], dtype=float)  # (C, C)
+    pixel_share = confusion.sum(axis=1) / max(1.0, confusion.sum())  # (C,) how common each class is
+    for part in PARTS:
+        matrix = np.mean([_flip_matrix(m) for m in figures[part]["confusion_matrix"]], axis=0)  # (C, C)
+        flips = _top_flips(matrix, class_names, 6, pixel_share)
+        text = ", ".join(f"{f['true']} -> {f['predicted']} {100 * f['share']:.0f} %" for f in flips)
+        print(f"\nlargest flips, {part}: {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(v.name for v in study.spec.variants)
         print(f"error: {args.study}: no variant {args.variant!r} (the study has: {names})", file=sys.stderr)
         return 2
-    figures: dict[str, dict[str, list[float]]] = {
-        part: {"pixel_accuracy": [], "mean_iou": [], "kid": []} for part in PARTS
+    figures: dict[str, dict[str, list]] = {
+        part: {"pixel_accuracy": [], "mean_iou": [], "kid": [], "per_class_iou": [], "confusion_matrix": []}
+        for part in PARTS
     }
     attention_means: list[float] = []
     seeds = args.seeds
@@ -115,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             figures[part]["pixel_accuracy"].append(100 * scores["distortion"]["pixel_accuracy"])
             figures[part]["mean_iou"].append(100 * scores["distortion"]["mean_iou"])
             figures[part]["kid"].append(scores["realism"]["kid"])
+            figures[part]["per_class_iou"].append(scores["distortion"]["per_class_iou"])
+            figures[part]["confusion_matrix"].append(scores["distortion"]["confusion_matrix"])
         print(
             f"seed {seed}: study's fused mIoU {100 * stored['distortion']['mean_iou']:.1f}; here "
             + ", ".join(f"{p} {figures[p]['mean_iou'][-1]:.1f}" for p in PARTS),
@@ -132,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{_mean_std(f['kid'], 3)} | " + " / ".join(f"{v:.1f}" for v in f["mean_iou"]) + " |"
         )
     print(f"\nmean M_s (1 = local) per seed: {' / '.join(f'{m:.2f}' for m in attention_means)}")
+    _print_classes(figures, data.class_names, study)
     if args.out:
         args.out.write_text(
             json.dumps({"seeds": seeds, "attention_mean": attention_means, **figures}, indent=1)

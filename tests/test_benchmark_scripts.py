@@ -187,10 +187,19 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     # The fused images are the study's translations again: the same score.
     assert figures["fused"]["mean_iou"][0] == pytest.approx(100 * stored["distortion"]["mean_iou"], abs=1e-6)
     assert figures["fused"]["kid"][0] == pytest.approx(stored["realism"]["kid"], abs=1e-6)
+    assert figures["fused"]["confusion_matrix"][0] == stored["distortion"]["confusion_matrix"]
+    assert figures["fused"]["per_class_iou"][0] == stored["distortion"]["per_class_iou"]
     for part in ("local", "global"):
         assert len(list((study.directory / "branches" / "SemST" / "seed0" / part).rglob("*.png"))) == 2
         assert 0 <= figures[part]["mean_iou"][0] <= 100
     assert "| global |" in result.stdout
+    # Per class: a row for each class the fused output's score has, and each part's largest flips.
+    names = [
+        n for n, v in zip(study.data.class_names, stored["distortion"]["per_class_iou"]) if v is not None
+    ]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line.count("±") == 3]
+    assert [row.split(" | ")[0][2:] for row in rows[-len(names) :]] == names
+    assert all(f"largest flips, {part}:" in result.stdout for part in ("fused", "local", "global"))
 
     single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "1")
     assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
