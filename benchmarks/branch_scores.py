@@ -45,7 +45,7 @@ def _mean_std(values: list[float], digits: int = 1) -> str:
 
 def _print_classes(figures: dict, class_names: list[str], study) -> None:
     """Each class's IoU per part (mean ± std over the seeds), and each part's largest flips."""
-    from semst.study.summary import _flip_matrix, _top_flips
+    from semst.study.summary import class_pixel_share, mean_flip_matrix, top_flips
 
     per_part = {part: np.asarray(figures[part]["per_class_iou"], dtype=float) for part in PARTS}  # (S, C)
     used = [c for c in range(len(class_names)) if not np.isnan(per_part["fused"][:, c]).all()]
@@ -55,11 +55,9 @@ def _print_classes(figures: dict, class_names: list[str], study) -> None:
         cells = [_mean_std([100 * v for v in per_part[part][:, c] if not np.isnan(v)]) for part in PARTS]
         print(f"| {class_names[c]} | " + " | ".join(cells) + " |")
     source = json.loads((study.directory / "references" / "source.json").read_text())
-    confusion = np.asarray(source["distortion"]["confusion_matrix"], dtype=float)  # (C, C)
-    pixel_share = confusion.sum(axis=1) / max(1.0, confusion.sum())  # (C,) how common each class is
+    weights = class_pixel_share(source["distortion"]["confusion_matrix"])  # (C,) as the study's report ranks
     for part in PARTS:
-        matrix = np.mean([_flip_matrix(m) for m in figures[part]["confusion_matrix"]], axis=0)  # (C, C)
-        flips = _top_flips(matrix, class_names, 6, pixel_share)
+        flips = top_flips(mean_flip_matrix(figures[part]["confusion_matrix"]), class_names, 6, weights)
         text = ", ".join(f"{f['true']} -> {f['predicted']} {100 * f['share']:.0f} %" for f in flips)
         print(f"\nlargest flips, {part}: {text}")
 

@@ -101,7 +101,18 @@ def _flip_matrix(confusion: Sequence[Sequence[int]]) -> np.ndarray:
     return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
-def _top_flips(matrix: np.ndarray, class_names: Sequence[str], count: int, weights: np.ndarray) -> list[dict]:
+def mean_flip_matrix(confusions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    """The row-normalised confusion matrices of several runs (seeds), averaged: (C, C)."""
+    return np.mean([_flip_matrix(c) for c in confusions], axis=0)
+
+
+def class_pixel_share(confusion: Sequence[Sequence[int]]) -> np.ndarray:
+    """How common each true class is in a confusion matrix: (C,) shares of all its pixels."""
+    matrix = np.asarray(confusion, dtype=np.float64)  # (C, C)
+    return matrix.sum(axis=1) / max(1.0, matrix.sum())
+
+
+def top_flips(matrix: np.ndarray, class_names: Sequence[str], count: int, weights: np.ndarray) -> list[dict]:
     """The off-diagonal flips that move the most pixels (share of the true class times its pixel share)."""
     flips = []
     for true, row in enumerate(matrix):
@@ -147,19 +158,20 @@ def summarize(
         name: {metric.key: metric.value(ref) for metric in metrics}
         for name, ref in results["references"].items()
     }
-    flips, pixel_share = {}, None
+    flips = {}
     source = results["references"].get("source")
-    if source is not None:
-        confusion = np.asarray(source["distortion"]["confusion_matrix"], dtype=np.float64)
-        pixel_share = confusion.sum(axis=1) / max(1.0, confusion.sum())  # (C,) how common each class is
     for name in variants:
-        matrices = [_flip_matrix(r["distortion"]["confusion_matrix"]) for r in by_variant[name]]
-        if matrices:
-            flips[name] = np.mean(matrices, axis=0).tolist()
+        if by_variant[name]:
+            confusions = [r["distortion"]["confusion_matrix"] for r in by_variant[name]]
+            flips[name] = mean_flip_matrix(confusions).tolist()
     if source is not None:
         flips["source (not translated)"] = _flip_matrix(source["distortion"]["confusion_matrix"]).tolist()
-    weights = pixel_share if pixel_share is not None else np.ones(len(class_names))
-    top = {name: _top_flips(np.asarray(m), class_names, 8, weights) for name, m in flips.items()}
+    weights = (
+        class_pixel_share(source["distortion"]["confusion_matrix"])
+        if source is not None
+        else np.ones(len(class_names))
+    )
+    top = {name: top_flips(np.asarray(m), class_names, 8, weights) for name, m in flips.items()}
     return {
         "variants": variants,
         "baseline": baseline,
