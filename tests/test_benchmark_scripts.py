@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -197,9 +199,64 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     names = [
         n for n, v in zip(study.data.class_names, stored["distortion"]["per_class_iou"]) if v is not None
     ]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line.count("±") == 3]
-    assert [row.split(" | ")[0][2:] for row in rows[-len(names) :]] == names
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| class: IoU (%) |"))
+    assert lines[header].endswith("| fused | local | global | mean M_s |")
+    rows = []
+    for line in lines[header + 2 :]:
+        if not line.startswith("| "):
+            break
+        rows.append(line)
+    assert [row.split(" | ")[0][2:] for row in rows] == names
     assert all(f"largest flips, {part}:" in result.stdout for part in ("fused", "local", "global"))
+    # The mean M_s over each true class's pixels: a value in [0, 1] exactly for the classes the labels hold.
+    labels = [study.data.source_label(s) for s in study.data.source_test_samples]
+    present = set(np.unique(np.concatenate([label.ravel() for label in labels]))) - {255}
+    by_class = figures["attention_by_class"][0]
+    assert {c for c, v in enumerate(by_class) if v is not None} == present
+    assert all(0 <= v <= 1 for v in by_class if v is not None)
+    assert "fusions" not in figures and "half" not in figures
+
+    fused_out = tmp_path / "fusions.json"
+    fusions = _run(
+        "branch_scores.py", str(study.directory), "--variant", "SemST", "--fusions", "--out", str(fused_out)
+    )
+    assert fusions.returncode == 0, fusions.stderr[-3000:]
+    with_fusions = json.loads(fused_out.read_text())
+    assert with_fusions["local"] == figures["local"]  # the saved branches are scored again, unchanged
+    folder = study.directory / "branches" / "SemST" / "seed0"
+    local_iou, global_iou = figures["local"]["per_class_iou"][0], figures["global"]["per_class_iou"][0]
+    oracle = {
+        c
+        for c in present
+        if local_iou[c] is not None and (global_iou[c] is None or local_iou[c] >= global_iou[c])
+    }
+    smooth = _script_constant("branch_scores.py", "_smooth")
+    block = 4 * stored["config"]["multiscale"]["scale"]  # M_s comes from G_g's bottleneck (stride 4)
+    assert np.array_equal(smooth(np.ones((16, 24), np.float32), block), np.ones((16, 24), np.float32))
+    for sample, label in zip(study.data.source_test_samples, labels):
+        name = sample.relative.with_suffix(".png")
+        image = {
+            part: np.asarray(Image.open(folder / part / name), dtype=np.float64)
+            for part in ("local", "global", "recomposed", "half", "class-oracle", "smooth-oracle")
+        }
+        study_fused = np.asarray(
+            Image.open(study.run_dir("SemST", 0) / "translated" / name), dtype=np.float64
+        )
+        # The model's own M_s on the 8-bit branches: the study's translation up to the branches' rounding.
+        assert np.abs(image["recomposed"] - study_fused).max() <= 1
+        assert np.abs(image["half"] - (image["local"] + image["global"]) / 2).max() <= 0.5
+        from_local = np.isin(label, sorted(oracle))[..., None]  # (H, W, 1)
+        assert np.array_equal(image["class-oracle"], np.where(from_local, image["local"], image["global"]))
+        # The smooth oracle: the same map averaged over blocks as coarse as M_s's grid, a blend at borders.
+        weights = smooth(from_local[..., 0].astype(np.float32), block)[..., None]  # (H, W, 1)
+        assert weights.shape[:2] == label.shape and weights.min() >= 0 and weights.max() <= 1
+        expected = np.rint(weights * image["local"] + (1 - weights) * image["global"])
+        assert np.abs(image["smooth-oracle"] - expected).max() <= 1
+    for part in ("recomposed", "half", "class-oracle", "smooth-oracle"):
+        assert f"| {part} |" in fusions.stdout and 0 <= with_fusions[part]["mean_iou"][0] <= 100
+    recomposed = with_fusions["recomposed"]["mean_iou"][0]
+    assert recomposed == pytest.approx(with_fusions["fused"]["mean_iou"][0], abs=2.0)
 
     single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "1")
     assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
