@@ -11,15 +11,15 @@ G_g's output alone, upsampled (``global``: M_s = 0):
 
 Prints a Markdown table (mean ± std over the seeds, and the values per seed) of pixel accuracy, mean IoU,
 KID and the mean of M_s over the held-out images, a table of each class's IoU per part (mean ± std over the
-seeds), and each part's largest class flips (share of the true class's pixels the segmenter reads as
-another class, mean over the seeds, ranked as the study's report ranks them), and the mean of M_s over each true class's pixels; writes the per-seed
-figures, per-class IoUs and confusion matrices as JSON. The branch
-images are written under ``STUDY_DIR/branches/VARIANT/seedN/{local,global}`` (kept: a rerun scores what
+seeds) beside the mean of M_s over the class's pixels, and each part's largest class flips (share of the
+true class's pixels the segmenter reads as another class, mean over the seeds, ranked as the study's report
+ranks them); writes the per-seed figures, per-class IoUs, confusion matrices and per-class M_s as JSON. The
+branch images are written under ``STUDY_DIR/branches/VARIANT/seedN/{local,global}`` (kept: a rerun scores what
 is there). The branches alone are not translators anyone trained: G_l was trained to be fused with
 G_g, so a branch that scores worse alone is not a branch that hurts inside the fusion. What the table can
 say is where the fused output's classes come from.
 
-With ``--fusions`` it also scores the two branches fused by other scale maps, to bound what a different
+With ``--fusions`` it also scores the two branches fused by other scale maps, to estimate what a different
 scale attention could gain before training one (images under ``.../seedN/FUSION``):
 
 - ``recomposed``: the model's own M_s applied to the saved 8-bit branch images (a check: it should score as
@@ -27,7 +27,9 @@ scale attention could gain before training one (images under ``.../seedN/FUSION`
 - ``half``: M_s = 0.5 everywhere;
 - ``class-oracle``: M_s = 1 on the pixels of the classes whose IoU is at least as high with G_l alone as
   with G_g alone, 0 elsewhere, classes and pixels taken from the held-out labels themselves. It uses the
-  answers, so it bounds what an attention that picks a branch per class could do; it is not a translator;
+  answers: what an attention that picks a branch per class could do, not a translator. Nor is it a strict
+  upper bound: the segmenter reads each pixel in its context, so a class taken from its better branch can
+  score lower beside classes taken from the other;
 - ``smooth-oracle``: the class oracle's map made as coarse as the model's own (M_s is predicted from G_g's
   bottleneck, at a quarter of the global crop's resolution: an eighth of the full resolution at the default
   ``multiscale.scale`` 2): averaged over blocks of that many pixels a side and upsampled bilinearly, so that
@@ -113,7 +115,7 @@ def _oracle_classes(local_iou: list, global_iou: list) -> np.ndarray:
 
 
 def _score_part(study, figures: dict[str, list], images: list[Path]) -> None:
-    """Score one part's images of one seed with the study's segmenter and realism scorer; append to figures."""
+    """Score one seed's images of one part with the study's segmenter and realism scorer, into figures."""
     data = study.data
     scores = study._score(images, data.source_test_samples, data.source_label, progress=False)
     figures["pixel_accuracy"].append(100 * scores["distortion"]["pixel_accuracy"])
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fusions",
         action="store_true",
         help="also score the branches fused by other scale maps: the model's own (recomposed), 0.5, and "
-        "the per-class oracle (an upper bound; see the module docstring)",
+        "a per-class choice of branch made with the held-out labels (see the module docstring)",
     )
     args = parser.parse_args(argv)
 
