@@ -84,11 +84,13 @@ def _print_classes(figures: dict, parts: tuple[str, ...], class_names: list[str]
 
 
 def _compose(local: np.ndarray, global_image: np.ndarray, weights: np.ndarray):
-    """Eq. 6 on 8-bit branch images (H, W, 3) with a scale map (H, W) in [0, 1], as an 8-bit PIL image."""
+    """Eq. 6 (`semst.multiscale.fusion.fuse`) on 8-bit branch images (H, W, 3) with a scale map (H, W) in
+    [0, 1], as an 8-bit PIL image."""
     from PIL import Image
 
-    w = weights[..., None]  # (H, W, 1)
-    fused = w * local.astype(np.float32) + (1 - w) * global_image.astype(np.float32)
+    from semst.multiscale.fusion import fuse
+
+    fused = fuse(local.astype(np.float32), global_image.astype(np.float32), weights[..., None])  # (H, W, 3)
     return Image.fromarray(np.clip(np.rint(fused), 0, 255).astype(np.uint8))
 
 
