@@ -172,6 +172,68 @@ def test_shards_in_copies_are_merged(prepared, complete, tmp_path):
     assert merge_studies(first, [second]) == []  # merging again adds nothing
 
 
+def test_every_score_records_the_instruments_that_made_it(complete):
+    from semst.files import file_sha256
+
+    expected = {
+        "segmenter_sha256": file_sha256(complete / "segmenter.safetensors"),
+        "realism_classifier_sha256": file_sha256(complete / "realism" / "classifier.safetensors"),
+    }
+    paths = [*complete.glob("references/*.json"), *complete.glob("runs/*/seed*/scores.json")]
+    assert len(paths) == 6
+    for path in paths:
+        assert json.loads(path.read_text())["instruments"] == expected, path
+
+
+def _another_segmenter(study: Path) -> None:
+    """Replace a study's segmenter by other weights (as another preparation would train)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = study / "segmenter.safetensors"
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_scores_of_another_preparation_are_refused(complete, tmp_path, capsys, caplog):
+    copy = tmp_path / "study"
+    shutil.copytree(complete, copy)
+    # A run copied in from another preparation of the study (here: its record says another segmenter).
+    path = copy / "runs" / "CUT" / "seed1" / "scores.json"
+    scores = json.loads(path.read_text())
+    scores["instruments"]["segmenter_sha256"] = "0" * 64
+    path.write_text(json.dumps(scores))
+    with pytest.raises(StudyError, match=r"CUT/seed1/scores.json was scored with another segmenter than"):
+        Study.open(copy).results()
+    assert main(["study", "table", str(copy)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "CUT/seed1/scores.json was scored with another segmenter" in error and "\n" not in error
+    # A score written before scores recorded their instruments is read, with a warning naming it.
+    del scores["instruments"]
+    path.write_text(json.dumps(scores))
+    with caplog.at_level("WARNING", logger="semst.study"):
+        assert len(Study.open(copy).results()["runs"]) == 4
+    assert "1 score file(s) record no instruments" in caplog.text and "CUT/seed1/scores.json" in caplog.text
+    # The study's instruments replaced under its references: the study refuses to go on.
+    _another_segmenter(copy)
+    with pytest.raises(StudyError, match=r"references/source.json was scored with another segmenter than"):
+        Study.open(copy).run(progress=False)
+
+
+def test_studies_prepared_apart_are_not_merged(complete, prepared, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(prepared, first)
+    shutil.copytree(complete, second)
+    _another_segmenter(second)
+    with pytest.raises(StudyError, match="scored with another segmenter than"):
+        merge_studies(first, [second])
+    assert Study.open(first).results()["runs"] == []
+
+
 def test_worker_processes_give_the_same_scores(prepared, tmp_path):
     """Two worker processes of one thread each compute what one process with one thread computes."""
     import torch

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semst.files import file_sha256
 from semst.study.summary import Metric
 
 __all__ = ["RealismScorer"]
@@ -131,7 +130,3 @@ class RealismScorer:
             "class_kid": matched,
             "details": scores,
         }
-
-    def same_as(self, other: RealismScorer) -> bool:
-        """Whether two scorers use the same classifier file (so their scores can be compared)."""
-        return file_sha256(self.classifier_path) == file_sha256(other.classifier_path)

@@ -10,6 +10,12 @@ A study lives in one folder::
         translated/                      ... its translations of the held-out source images
         scores.json                      ... and their scores (written last: a run with it is complete)
 
+Every score records the instruments that made it (``instruments``: the SHA-256 of the segmenter and of the
+realism classifier). Both are trained, and a preparation on another machine or with another thread count
+trains other ones (the untranslated source's mIoU moved from 34.7 to 28.3 % between two preparations of one
+world: docs/experiments.md, experiment 49), so scores are compared only with scores of the same instruments:
+`Study.results` refuses a run scored with others, and `merge_studies` a study prepared apart.
+
 Every stage resumes: an interrupted training run continues from its last checkpoint, translations already
 written are kept, a run with ``scores.json`` is done. Runs can be spread over processes (``jobs``) and over
 machines (``shard=(i, n)`` takes every n-th run): shards that share the folder need nothing more; shards in
@@ -36,7 +42,7 @@ from semst import checkpoint as ckpt
 from semst.config import ExperimentConfig
 from semst.data.images import load_rgb, save_image
 from semst.evaluation.segmentation import evaluate_segmentation
-from semst.files import write_json
+from semst.files import file_sha256, write_json
 from semst.locking import FolderLock
 from semst.study.data import StudyData
 from semst.study.realism import RealismScorer
@@ -173,6 +179,7 @@ class Study:
         self._data: StudyData | None = None
         self._segmenter = None
         self._realism: RealismScorer | None = None
+        self._instruments: dict[str, str] | None = None
 
     # --- the folder -----------------------------------------------------------------------------------------
 
@@ -246,6 +253,14 @@ class Study:
                     images = [s.image for s in samples]
                     scores = self._score(images, samples, label_of, progress)
                     write_json(path, {"name": name, **scores})
+                else:
+                    recorded = json.loads(path.read_text(encoding="utf-8")).get("instruments")
+                    if recorded is not None and recorded != self.instruments():
+                        raise StudyError(
+                            f"{path} was scored with another {_differing(recorded, self.instruments())} than "
+                            f"the one in {self.directory} now: the study's instruments were replaced; restore "
+                            "them, or start a new study"
+                        )
 
     def _train_segmenter(self, progress: bool) -> None:
         from semst.segmentation.train import SegmenterTrainConfig, train_segmenter
@@ -316,13 +331,25 @@ class Study:
             load_label=lambda path: label_of(labels[str(path)]),
         )
 
+    def instruments(self) -> dict[str, str]:
+        """What scores this study's runs: the SHA-256 of its segmenter and of its realism classifier (both
+        trained by the preparation, so another preparation has other ones; see the module docstring)."""
+        if self._instruments is None:
+            self._instruments = {
+                "segmenter_sha256": file_sha256(self.segmenter_path),
+                "realism_classifier_sha256": file_sha256(self.realism.classifier_path),
+            }
+        return self._instruments
+
     def _score(self, images: list[Path], samples, label_of, progress: bool) -> dict[str, Any]:
-        """Distortion (the segmenter on ``images`` against the samples' labels) and realism of ``images``."""
+        """Distortion (the segmenter on ``images`` against the samples' labels) and realism of ``images``,
+        with the instruments that scored them."""
         distortion = self.segment(images, samples, label_of, progress=progress)
         labels = [s.label for s in samples] if self.data.label_files_are_train_ids else None
         return {
             "distortion": distortion,
             "realism": self.realism.score(images, labels=labels, progress=progress),
+            "instruments": self.instruments(),
         }
 
     # --- runs -----------------------------------------------------------------------------------------------
@@ -498,20 +525,66 @@ class Study:
 
     def results(self) -> dict[str, Any]:
         """Everything scored so far: ``runs`` (a list of run scores), ``references`` (``source``,
-        ``target``) and ``missing`` runs."""
+        ``target``) and ``missing`` runs. Read from the stored scores alone (an archived study needs no
+        data, checkpoints or instruments).
+
+        Raises:
+            StudyError: a score records other instruments than the references' (the first recorded ones
+                where the references record none): it was scored by another preparation (a run copied in
+                from another study) and cannot be compared with the rest. Scores that record no
+                instruments (written before scores recorded them) cannot be checked; a warning names them.
+        """
+        references, scored = {}, []
+        for name in ("source", "target"):
+            path = self.directory / "references" / f"{name}.json"
+            if path.is_file():
+                references[name] = json.loads(path.read_text(encoding="utf-8"))
+                scored.append((path, references[name]))
         runs, missing = [], []
         for variant, seed in self.spec.runs():
             path = self.scores_path(variant.name, seed)
             if path.is_file():
                 runs.append(json.loads(path.read_text(encoding="utf-8")))
+                scored.append((path, runs[-1]))
             else:
                 missing.append({"variant": variant.name, "seed": seed})
-        references = {}
-        for name in ("source", "target"):
-            path = self.directory / "references" / f"{name}.json"
-            if path.is_file():
-                references[name] = json.loads(path.read_text(encoding="utf-8"))
+        _check_same_instruments(scored)
         return {"spec": self.spec.to_dict(), "runs": runs, "references": references, "missing": missing}
+
+
+def _differing(recorded: dict[str, str], expected: dict[str, str]) -> str:
+    """Which instruments differ, in words ("segmenter", "realism classifier" or both)."""
+    names = {"segmenter_sha256": "segmenter", "realism_classifier_sha256": "realism classifier"}
+    differ = [
+        names.get(key, key)
+        for key in sorted({*recorded, *expected})
+        if recorded.get(key) != expected.get(key)
+    ]
+    return " and ".join(differ)
+
+
+def _check_same_instruments(scored: list[tuple[Path, dict]]) -> None:
+    """Refuse scores made with other instruments than the first that record theirs (see `Study.results`)."""
+    expected, first, unchecked = None, None, []
+    for path, scores in scored:
+        recorded = scores.get("instruments")
+        if recorded is None:
+            unchecked.append(path)
+        elif expected is None:
+            expected, first = recorded, path
+        elif recorded != expected:
+            raise StudyError(
+                f"{path} was scored with another {_differing(recorded, expected)} than {first}: it comes from "
+                "another preparation of the study and cannot be compared with it; move it out, and run "
+                "`semst study run` to score its run again if its checkpoint is there"
+            )
+    if unchecked and expected is not None:
+        log.warning(
+            "%d score file(s) record no instruments (written before scores recorded them; first: %s): "
+            "they cannot be checked against the study's segmenter and realism classifier",
+            len(unchecked),
+            unchecked[0],
+        )
 
 
 def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:
@@ -550,10 +623,11 @@ def merge_studies(into: str | Path, others: list[str | Path]) -> list[tuple[str,
     for other_dir in others:
         other = Study.open(other_dir)
         target = Study.create(target.directory, other.spec)  # the union of variants and seeds
-        if not target.realism.same_as(other.realism):
+        if target.instruments() != other.instruments():
             raise StudyError(
-                f"{other_dir} scored realism with another classifier than {into}; merge only studies whose "
-                "realism/ folder was copied from one preparation"
+                f"{other_dir} scored with another {_differing(other.instruments(), target.instruments())} "
+                f"than {into}; merge only studies whose segmenter and realism/ folder were copied from one "
+                "preparation"
             )
         for variant, seed in other.spec.runs():
             source = other.scores_path(variant.name, seed)
