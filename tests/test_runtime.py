@@ -93,3 +93,12 @@ def test_the_cpu_bf16_check_reads_the_cpu_flags(monkeypatch, tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu amx_bf16 amx_tile\n")
     assert runtime.cpu_bf16_instructions() is True
     assert runtime.cpu_bf16_features() == ["amx_bf16", "amx_tile"]
+
+
+def test_bf16_is_flagged_as_slow_only_on_a_cpu_without_bf16_instructions(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: False)
+    assert "40x slower" in runtime.slow_precision_warning(torch.device("cpu"), "bf16")
+    assert runtime.slow_precision_warning(torch.device("cpu"), "fp32") is None
+    assert runtime.slow_precision_warning(torch.device("cuda"), "bf16") is None
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: True)
+    assert runtime.slow_precision_warning(torch.device("cpu"), "bf16") is None

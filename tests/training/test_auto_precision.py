@@ -100,3 +100,17 @@ def test_an_auto_run_that_settles_on_fp32_trains_exactly_like_an_fp32_run(
     assert weights["auto"].keys() == weights["fp32"].keys()
     for name, tensor in weights["fp32"].items():
         assert torch.equal(weights["auto"][name], tensor), name
+
+
+@pytest.mark.parametrize("bf16_instructions", [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(
+    tmp_path, image_folders, make_config, monkeypatch, caplog, bf16_instructions
+):
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: bf16_instructions)
+    source, target = image_folders
+    config = make_config("cut", source, target, **{"train.max_steps": 1, "train.precision": "bf16"})
+    with caplog.at_level(logging.WARNING):
+        train(config, tmp_path / "run", progress=False)
+    warned = "train.precision=bf16: bf16 on a CPU without bf16 instructions" in caplog.text
+    assert warned is not bf16_instructions
+    assert warned is ("bf16 on a CPU without" in (tmp_path / "run" / "train.log").read_text())

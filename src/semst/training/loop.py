@@ -53,6 +53,7 @@ from semst.runtime import (
     init_distributed,
     resolve_device,
     resolve_precision,
+    slow_precision_warning,
     tune_cpu_allocator,
 )
 from semst.training.averaging import PowerAverage
@@ -500,7 +501,9 @@ def _build_run(
         average=average,
         lock=lock,
     )
-    _log_start(run, removed=removed, dropped=dropped, warning=size_warning(crops, dataset))
+    slow = slow_precision_warning(device, config.train.precision)
+    warnings = [size_warning(crops, dataset), slow and f"train.precision={config.train.precision}: {slow}"]
+    _log_start(run, removed=removed, dropped=dropped, warnings=[w for w in warnings if w])
     return run
 
 
@@ -580,7 +583,7 @@ def _networks_and_state(
     return networks, optimizers, scalers, average, start_step
 
 
-def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warning: str | None) -> None:
+def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warnings: list[str]) -> None:
     """The run's first log lines: what runs where, and what was cleaned up from an interrupted run."""
     logger, dist = run.logger, run.dist
     n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in run.networks.parts().items()}
@@ -606,7 +609,7 @@ def _log_start(run: TrainingRun, *, removed: list[Path], dropped: int, warning: 
             f"scalars.jsonl: dropped {dropped} record(s) after step {run.start_step} (logged by the interrupted "
             "run after its last checkpoint; this run logs those steps again)"
         )
-    if warning:
+    for warning in warnings:
         logger.warning(warning)
 
 
