@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from semst.data.datasets import TRAIN_ID_TABLE, LabelError, check_label_file, dangling_link
 from semst.data.images import ImageLoadError, load_rgb, save_image
 from semst.data.labels import IGNORE_INDEX, NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
-from semst.files import atomic_path, remove_temporaries, write_json
+from semst.files import atomic_path, file_sha256, remove_temporaries, write_json
 from semst.locking import LOCK_NAME, FolderLock
 from semst.runtime import Distributed, check_precision
 from semst.tiling import Tiling
@@ -197,15 +197,6 @@ def _check_train_id_label(sample) -> None:
 
 
 # --- who made the outputs ---------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _weights_sha256(model) -> str:

@@ -117,7 +117,8 @@ def _samples(dataset, split: str | None) -> tuple[list, list[str]]:
 
 
 def _quality_gate(args: argparse.Namespace, dataset, device):
-    from semst.refine import QualityGate, RefineError, file_sha256
+    from semst.files import file_sha256
+    from semst.refine import QualityGate, RefineError
     from semst.segmentation.loading import load_segmenter
 
     if args.check_with is None:
