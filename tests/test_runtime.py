@@ -102,3 +102,23 @@ def test_bf16_is_flagged_as_slow_only_on_a_cpu_without_bf16_instructions(monkeyp
     assert runtime.slow_precision_warning(torch.device("cuda"), "bf16") is None
     monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: True)
     assert runtime.slow_precision_warning(torch.device("cpu"), "bf16") is None
+
+
+@pytest.mark.parametrize("bf16_instructions", [False, True])
+def test_translating_in_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(
+    tmp_path, image_folders, make_config, monkeypatch, caplog, bf16_instructions
+):
+    from semst.inference import translate_files
+    from semst.translators import Translator
+
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: bf16_instructions)
+    source, target = image_folders
+    translator = Translator.from_config(make_config("cut", source, target))
+    with caplog.at_level("WARNING", logger="semst.translate"):
+        report = translate_files(
+            translator, [source], tmp_path / "out", tiling=translator.tiling(precision="bf16"), progress=False
+        )
+    assert (
+        report.written
+        and ("--precision bf16 on a CPU without bf16 instructions" in caplog.text) is not bf16_instructions
+    )
