@@ -110,3 +110,18 @@ def test_labels_can_be_hard_links(tmp_path, model):
     samples = _dataset(root, count=1)
     refine_dataset(model, samples, out, root=root, progress=False, link_labels=True)
     assert (out / samples[0].label_relative).stat().st_ino == samples[0].label.stat().st_ino
+
+
+def test_refining_in_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(
+    tmp_path, model, monkeypatch, caplog
+):
+    from semst import runtime
+
+    monkeypatch.setattr(runtime, "cpu_bf16_instructions", lambda: False)
+    root = tmp_path / "GTA5"
+    samples = _dataset(root, count=1)
+    with caplog.at_level("WARNING", logger="semst.refine"):
+        report = refine_dataset(
+            model, samples, tmp_path / "out", root=root, tiling=model.tiling(precision="bf16"), progress=False
+        )
+    assert report.ok and "--precision bf16 on a CPU without bf16 instructions" in caplog.text
