@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from semst.data.images import IMAGE_EXTENSIONS, ImageLoadError, find_images, load_rgb, save_image
 from semst.overlap import refuse_overlap
-from semst.runtime import Distributed, check_precision, slow_precision_warning
+from semst.runtime import Distributed, check_job_precision
 from semst.tiling import Tiling
 
 log = logging.getLogger("semst.translate")
@@ -173,10 +173,7 @@ def translate_files(
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels!r}")
     if tiling is not None:
-        check_precision(translator.device, tiling.precision)
-        slow = slow_precision_warning(translator.device, tiling.precision)
-        if slow and shards.is_main:
-            log.warning("--precision %s", slow)
+        check_job_precision(translator.device, tiling.precision, log, is_main=shards.is_main)
     everyone = range(len(pairs))
     existing: set[int] = set()
     if not overwrite:  # found by all processes together, before any of them writes

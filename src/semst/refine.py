@@ -60,7 +60,7 @@ from semst.data.images import ImageLoadError, load_rgb, save_image
 from semst.data.labels import IGNORE_INDEX, NUM_TRAIN_IDS, TRAIN_ID_NAMES, load_label_map
 from semst.files import atomic_path, file_sha256, remove_temporaries, write_json
 from semst.locking import LOCK_NAME, FolderLock
-from semst.runtime import Distributed, check_precision, slow_precision_warning
+from semst.runtime import Distributed, check_job_precision
 from semst.tiling import Tiling
 
 if TYPE_CHECKING:
@@ -561,10 +561,7 @@ def refine_dataset(
     check_output_folder(Path(root), out)
     check_outputs_against_inputs(samples, out, shards.world_size)
     tiling = tiling if tiling is not None else model.default_tiling()
-    check_precision(model.device, tiling.precision)
-    slow = slow_precision_warning(model.device, tiling.precision)
-    if slow and shards.is_main:
-        log.warning("--precision %s", slow)
+    check_job_precision(model.device, tiling.precision, log, is_main=shards.is_main)
     producer = producer_identity(model, tiling)
     if quality is not None and not any(sample.label is not None for sample in samples):
         raise RefineError(

@@ -136,6 +136,17 @@ def slow_precision_warning(device: torch.device, precision: str) -> str | None:
     )
 
 
+def check_job_precision(
+    device: torch.device, precision: str, log: logging.Logger, *, is_main: bool = True
+) -> None:
+    """`check_precision` once before a job's passes (translate, refine), and, on the main process, a warning
+    on ``log`` where the precision is slow here (`slow_precision_warning`)."""
+    check_precision(device, precision)
+    slow = slow_precision_warning(device, precision)
+    if slow and is_main:
+        log.warning("--precision %s", slow)
+
+
 def resolve_precision(
     requested: str, device: torch.device, probe: Callable[[str], float] | None = None
 ) -> tuple[str, str]:
