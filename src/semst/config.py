@@ -147,6 +147,9 @@ class MultiScaleConfig:
     attention_adversarial: bool = (
         True  # the GAN loss trains M_s; false: only the patch losses on Y do (D judges Y with M_s detached)
     )
+    split_adversarial: bool = (
+        False  # true: the GAN loss on Y trains G_g and M_s only; G_l's comes from its own output alone
+    )
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,16 @@ class ExperimentConfig:
             problems.append(
                 "multiscale.local_adversarial_weight + multiscale.global_adversarial_weight must be <= 1 "
                 "(the rest is the fused output's share)"
+            )
+        if ms.split_adversarial and ms.local_adversarial_weight == 0.0:
+            problems.append(
+                "multiscale.split_adversarial=true needs multiscale.local_adversarial_weight > 0: G_l learns "
+                "realism from its own output alone, and with a zero share it would learn none"
+            )
+        if ms.split_adversarial and not ms.attention_adversarial:
+            problems.append(
+                "multiscale.split_adversarial=true needs multiscale.attention_adversarial=true: with both, the "
+                "GAN loss on the fused Y would train G_g alone"
             )
         if not ms.attention_adversarial and ms.local_patch_losses == "local":
             problems.append(

@@ -255,6 +255,53 @@ def test_attention_adversarial_decides_whether_the_gan_loss_trains_the_scale_att
     assert _attention_moves(config, networks, optimizers, batch) == adversarial
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_split_adversarial_judges_the_local_generator_on_its_own_output_only(make_config, split):
+    """``multiscale.split_adversarial=true``: D judges the same fused image, built with G_l's output detached,
+    so that the GAN loss on Y trains G_g and the scale attention but not G_l, which learns realism from its
+    own output (the second judged image) alone. The patch losses are off, so the gradients are the GAN's."""
+    config, networks, optimizers = _setup(
+        make_config,
+        **{
+            "multiscale.split_adversarial": split,
+            "multiscale.local_adversarial_weight": 0.5,
+            "loss.contrastive_weight": 0.0,
+            "loss.ts_weight": 0.0,
+        },
+    )
+    translator = networks.translator
+    out = translator.training_forward(make_batch(config), taps=config.projection.taps, identity=True)
+    (fused, _, w_fused), (local, _, w_local) = out.judged
+    assert (w_fused, w_local) == (0.5, 0.5)
+    torch.testing.assert_close(fused, out.preview["fused"], rtol=0, atol=0)  # the same image either way
+    torch.testing.assert_close(local, out.preview["local"], rtol=0, atol=0)
+
+    def moved(module):
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    fused.sum().backward(retain_graph=True)
+    assert moved(translator.generator_global) and moved(translator.attention)
+    assert moved(translator.generator_local) == (not split)
+    translator.zero_grad(set_to_none=True)
+    local.sum().backward()
+    assert moved(translator.generator_local)
+    assert not moved(translator.generator_global) and not moved(translator.attention)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"multiscale.local_adversarial_weight": 0.0}, "needs multiscale.local_adversarial_weight > 0"),
+        ({"multiscale.attention_adversarial": False}, "needs multiscale.attention_adversarial=true"),
+    ],
+)
+def test_split_adversarial_refuses_settings_that_leave_a_network_unjudged(make_config, overrides, message):
+    from semst.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_config("semst", **{**TINY_MULTISCALE, "multiscale.split_adversarial": True, **overrides})
+
+
 def test_attention_adversarial_false_needs_a_patch_loss_on_the_fused_output(make_config):
     from semst.config import ConfigError
 

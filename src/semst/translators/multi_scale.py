@@ -84,6 +84,10 @@ class MultiScaleTranslator(Translator):
             false, the discriminator judges a fused output built with M_s detached, so that M_s learns from
             the patch losses on Y alone (which branch keeps the content) while both generators still get
             the adversarial gradient through it.
+        split_adversarial: whether G_l learns realism from its own output alone. If true, the
+            discriminator judges a fused output built with G_l's output detached, so that the adversarial
+            loss on Y trains G_g and M_s only, and G_l's adversarial gradient comes from its own output,
+            judged with share ``local_adversarial_weight`` (as a single-scale generator's is).
     """
 
     kind = "multi-scale"
@@ -100,6 +104,7 @@ class MultiScaleTranslator(Translator):
         global_adversarial_weight: float = 0.0,
         local_patch_losses: str = "fused",
         attention_adversarial: bool = True,
+        split_adversarial: bool = False,
     ) -> None:
         super().__init__(config)
         if scale < 1:
@@ -117,6 +122,7 @@ class MultiScaleTranslator(Translator):
             )
         self.local_patch_losses = local_patch_losses
         self.attention_adversarial = bool(attention_adversarial)
+        self.split_adversarial = bool(split_adversarial)
 
     @classmethod
     def build(cls, config: ExperimentConfig) -> MultiScaleTranslator:
@@ -139,6 +145,7 @@ class MultiScaleTranslator(Translator):
             global_adversarial_weight=config.multiscale.global_adversarial_weight,
             local_patch_losses=config.multiscale.local_patch_losses,
             attention_adversarial=config.multiscale.attention_adversarial,
+            split_adversarial=config.multiscale.split_adversarial,
         )
 
     @classmethod
@@ -202,12 +209,15 @@ class MultiScaleTranslator(Translator):
         on_local = crop_to_boxes(maps[:count], source.box, self.scale)  # (B, 4, hl, wl)
         fused = fuse(local[:count], on_local[:, :3], on_local[:, 3:])  # (B, 3, hl, wl)
         w_local, w_global = self.local_adversarial_weight, self.global_adversarial_weight
-        # D judges Y; without attention_adversarial the same image, with the gradient stopped at M_s
-        judged_fused = (
-            fused
-            if self.attention_adversarial
-            else fuse(local[:count], on_local[:, :3], on_local[:, 3:].detach())  # (B, 3, hl, wl)
-        )
+        # D judges Y; the same image with the gradient stopped at M_s (without attention_adversarial) or at
+        # G_l's output (split_adversarial: G_l is judged on its own output only)
+        judged_fused = fused
+        if self.split_adversarial or not self.attention_adversarial:
+            judged_fused = fuse(
+                local[:count].detach() if self.split_adversarial else local[:count],
+                on_local[:, :3],
+                on_local[:, 3:] if self.attention_adversarial else on_local[:, 3:].detach(),
+            )  # (B, 3, hl, wl)
         judged = [(judged_fused, target.crop, 1.0 - w_local - w_global)]
         if w_local > 0:
             judged.append((local[:count], target.crop, w_local))
