@@ -65,9 +65,46 @@ def test_auto_precision_on_a_cpu_with_bf16_takes_bf16_only_when_it_times_faster(
 @pytest.mark.parametrize(
     ("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((6, 1), "fp32")]
 )
-def test_auto_precision_on_cuda_follows_the_compute_capability(monkeypatch, capability, expected):
+def test_auto_precision_on_cuda_without_a_probe_follows_the_compute_capability(
+    monkeypatch, capability, expected
+):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert resolve_precision("auto", torch.device("cuda", 0))[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("capability", "seconds", "expected"),
+    [
+        ((9, 0), {"fp32": 0.096, "bf16": 0.111}, "fp32"),  # an H200, multi-scale at CUT's settings
+        ((9, 0), {"fp32": 1.0, "bf16": 0.5}, "bf16"),
+        ((8, 6), {"fp32": 1.0, "bf16": 0.97}, "fp32"),  # less than 5 % faster
+        ((7, 0), {"fp32": 1.0, "fp16": 0.8}, "fp16"),
+        ((7, 0), {"fp32": 1.0, "fp16": 1.2}, "fp32"),
+    ],
+)
+def test_auto_precision_on_cuda_takes_the_mixed_precision_only_when_it_times_faster(
+    monkeypatch, capability, seconds, expected
+):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    timed = []
+
+    def probe(precision):
+        timed.append(precision)
+        return seconds[precision]
+
+    choice, why = resolve_precision("auto", torch.device("cuda", 0), probe)
+    assert choice == expected
+    assert sorted(timed) == sorted(seconds)  # fp32 and the one candidate the GPU has
+    assert why.startswith(f"timed on this GPU (compute capability {capability[0]}.{capability[1]})")
+
+
+def test_auto_precision_on_an_old_gpu_is_fp32_without_timing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))
+
+    def probe(precision):
+        raise AssertionError("nothing needs timing")
+
+    assert resolve_precision("auto", torch.device("cuda", 0), probe)[0] == "fp32"
 
 
 def test_an_explicit_precision_is_kept_and_checked():

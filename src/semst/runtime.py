@@ -152,29 +152,43 @@ def resolve_precision(
 ) -> tuple[str, str]:
     """The precision to run with, and why: ``requested`` itself unless it is ``"auto"``.
 
-    ``auto``: on CUDA, bf16 from compute capability 8 (Ampere) on, fp16 on 7.x (tensor cores; training
-    scales its gradients), fp32 below. On a CPU, fp32 unless the CPU has bf16 instructions
-    (`cpu_bf16_instructions`); then bf16 only if ``probe`` (seconds of the work at ``precision``: `semst train`
-    times a whole training step at the run's sizes) times it at least 5 % faster than fp32: on a Zen 4
+    ``auto`` picks a mixed precision only where the hardware has it and ``probe`` (seconds of the work at
+    ``precision``: `semst train` times a whole training step at the run's sizes) times it at least 5 %
+    faster than fp32. On CUDA the candidate is bf16 from compute capability 8 (Ampere) on, fp16 on 7.x
+    (tensor cores; training scales its gradients), none below; without a probe the candidate is taken. It is
+    timed because these networks are small: on an H200 a batch-1 training step at CUT's settings took
+    0.096 s in fp32 and 0.111 s in bf16 (multi-scale), and at the study's `small` scale 0.048 against
+    0.096 s, the step being bound by kernel launches, which autocast's casts add to (docs/benchmarks.md).
+    On a CPU the candidate is bf16 if the CPU has bf16 instructions (`cpu_bf16_instructions`): on a Zen 4
     CPU with AVX512_BF16 a whole training step took 0.6-0.76x of fp32's at 96-256 px crops and about the
-    same at 64 px with 8 channels (docs/benchmarks.md); an earlier host had measured bf16 slower at 128 px.
+    same at 64 px with 8 channels; without them bf16 is emulated (2-39x slower) and fp32 is taken untimed.
     """
     if requested != "auto":
         check_precision(device, requested)
         return requested, "as requested"
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
-        choice = "bf16" if major >= 8 else "fp16" if major >= 7 else "fp32"
-        return choice, f"CUDA compute capability {major}.{minor}"
+        if major < 7:
+            return "fp32", f"CUDA compute capability {major}.{minor} has no tensor cores"
+        candidate = "bf16" if major >= 8 else "fp16"
+        where = f"this GPU (compute capability {major}.{minor})"
+        if probe is None:
+            return candidate, f"CUDA compute capability {major}.{minor}, nothing to time it with"
+        return _faster(candidate, probe, where)
     if device.type != "cpu":
         return "fp32", f"no mixed precision chosen automatically on {device.type}"
     if not cpu_bf16_instructions():
         return "fp32", "this CPU has no bf16 instructions (AVX512_BF16 / AMX)"
     if probe is None:
         return "fp32", "nothing to time bf16 against fp32 with"
-    fp32, bf16 = probe("fp32"), probe("bf16")
-    choice = "bf16" if bf16 < 0.95 * fp32 else "fp32"
-    return choice, f"timed on this CPU: bf16 {bf16:.3f} s, fp32 {fp32:.3f} s"
+    return _faster("bf16", probe, "this CPU")
+
+
+def _faster(candidate: str, probe: Callable[[str], float], where: str) -> tuple[str, str]:
+    """``candidate`` if ``probe`` times it at least 5 % faster than fp32, else fp32; and why."""
+    fp32, mixed = probe("fp32"), probe(candidate)
+    choice = candidate if mixed < 0.95 * fp32 else "fp32"
+    return choice, f"timed on {where}: {candidate} {mixed:.3f} s, fp32 {fp32:.3f} s"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
