@@ -133,7 +133,14 @@ def add_parser(subparsers) -> None:
         "--title", default=None, help="the report's title (a study being extended keeps its own)"
     )
     how = run.add_argument_group("how it runs")
-    how.add_argument("--jobs", type=int, default=1, metavar="N", help="runs in parallel worker processes")
+    how.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs in parallel worker processes, each with its share of the CPU threads; with several GPUs "
+        "each worker gets one in turn, and runs sharing a GPU want NVIDIA's MPS (docs/study.md)",
+    )
     how.add_argument(
         "--shard", type=_shard, default=(0, 1), metavar="I/N", help="only every N-th run, from the I-th"
     )

@@ -393,6 +393,9 @@ class Study:
                     bar.update(1)
                 return results
             threads = max(1, (os.cpu_count() or 1) // jobs)
+            note = gpu_sharing_note(jobs)
+            if note:
+                log.warning(note)
             # Longest runs first (a multi-scale step costs about two single-scale ones), so that the
             # last runs to finish are short ones and no worker idles while one long run goes on alone.
             # Variants that reuse another's training go last, when that training is (mostly) done.
@@ -404,7 +407,20 @@ class Study:
                 ),
             )
             context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            # With several GPUs, each worker sees one of them (dealt out in turn), so that "auto" runs there.
+            gpus = worker_gpus(jobs, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+            queue = None
+            if gpus:
+                queue = context.Queue()
+                for gpu in gpus:
+                    queue.put(gpu)
+                log.info("%d workers on GPUs %s", jobs, ", ".join(sorted(set(gpus), key=gpus.index)))
+            with concurrent.futures.ProcessPoolExecutor(
+                jobs,
+                mp_context=context,
+                initializer=_take_gpu if queue is not None else None,
+                initargs=(queue,) if queue is not None else (),
+            ) as pool:
                 futures = {
                     pool.submit(_run_in_worker, str(self.directory), variant.name, seed, threads): (
                         variant,
@@ -585,6 +601,40 @@ def _check_same_instruments(scored: list[tuple[Path, dict]]) -> None:
             len(unchecked),
             unchecked[0],
         )
+
+
+def worker_gpus(jobs: int, count: int, visible: str | None = None) -> list[str]:
+    """The GPU each of ``jobs`` workers is to see (its ``CUDA_VISIBLE_DEVICES``), dealt out in turn over the
+    ``count`` GPUs this process sees (``visible``: its own ``CUDA_VISIBLE_DEVICES``, default from the
+    environment, whose entries are kept); empty with fewer than two GPUs (every run then takes the one)."""
+    if count < 2:
+        return []
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [name.strip() for name in visible.split(",") if name.strip()] if visible else []
+    names = names[:count] if len(names) >= count else [str(i) for i in range(count)]
+    return [names[i % count] for i in range(jobs)]
+
+
+def _take_gpu(queue) -> None:
+    """Worker initializer: see one GPU only (before anything initialises CUDA in this process)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+
+
+def gpu_sharing_note(jobs: int) -> str | None:
+    """A warning when more than one of ``jobs`` runs will share a GPU without NVIDIA's MPS (whose control
+    pipe is in ``$CUDA_MPS_PIPE_DIRECTORY``, default /tmp/nvidia-mps): on an H200, 15 runs at once gave 5.5x
+    one run's steps a second with MPS and 1.6x without (docs/benchmarks.md, GPU). None otherwise."""
+    if jobs <= 1 or not torch.cuda.is_available() or torch.cuda.device_count() >= jobs:
+        return None
+    pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
+    if (pipe / "control").exists():
+        return None
+    return (
+        f"{jobs} runs will share {torch.cuda.device_count()} GPU(s) without NVIDIA's MPS: their small kernels "
+        "then take turns (15 runs on an H200 gave 1.6x one run's steps a second, 5.5x with MPS); start it "
+        "first with `nvidia-cuda-mps-control -d` (docs/benchmarks.md, GPU)"
+    )
 
 
 def _finished_checkpoint(run_dir: Path, steps: int | None) -> Path | None:

@@ -1,0 +1,62 @@
+"""How `Study.run` spreads worker processes over GPUs, and when it warns that runs share one without MPS."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from semst.study import runner
+
+
+@pytest.mark.parametrize(
+    ("jobs", "count", "visible", "expected"),
+    [
+        (4, 0, None, []),  # no GPU: nothing to deal out
+        (4, 1, None, []),  # one GPU: every run takes it ("auto")
+        (4, 2, None, ["0", "1", "0", "1"]),
+        (3, 8, None, ["0", "1", "2"]),
+        (5, 2, "3,6", ["3", "6", "3", "6", "3"]),  # the user's own choice of GPUs is kept
+        (2, 2, "GPU-a1, GPU-b2", ["GPU-a1", "GPU-b2"]),  # UUIDs too
+    ],
+)
+def test_workers_are_dealt_the_visible_gpus_in_turn(jobs, count, visible, expected):
+    assert runner.worker_gpus(jobs, count, visible) == expected
+
+
+def test_a_worker_sees_the_gpu_it_takes(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    queue = multiprocessing.get_context("spawn").Queue()
+    queue.put("1")
+    runner._take_gpu(queue)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "gpus", "mps", "warns"),
+    [
+        (1, 1, False, False),
+        (4, 1, False, True),
+        (4, 1, True, False),
+        (4, 4, False, False),
+        (8, 4, False, True),
+    ],
+)
+def test_runs_sharing_a_gpu_without_mps_are_warned_about(monkeypatch, tmp_path, jobs, gpus, mps, warns):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    if mps:
+        (tmp_path / "control").touch()
+    note = runner.gpu_sharing_note(jobs)
+    assert (note is not None) == warns
+    if warns:
+        assert f"{jobs} runs will share {gpus} GPU(s) without NVIDIA's MPS" in note
+        assert "nvidia-cuda-mps-control -d" in note
+
+
+def test_no_warning_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runner.gpu_sharing_note(8) is None
