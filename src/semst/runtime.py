@@ -171,10 +171,9 @@ def resolve_precision(
         if major < 7:
             return "fp32", f"CUDA compute capability {major}.{minor} has no tensor cores"
         candidate = "bf16" if major >= 8 else "fp16"
-        where = f"this GPU (compute capability {major}.{minor})"
         if probe is None:
             return candidate, f"CUDA compute capability {major}.{minor}, nothing to time it with"
-        return _faster(candidate, probe, where)
+        return _faster(candidate, probe, f"this GPU (compute capability {major}.{minor})")
     if device.type != "cpu":
         return "fp32", f"no mixed precision chosen automatically on {device.type}"
     if not cpu_bf16_instructions():

@@ -393,7 +393,8 @@ class Study:
                     bar.update(1)
                 return results
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            note = gpu_sharing_note(jobs)
+            gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            note = gpu_sharing_note(jobs, gpu_count)
             if note:
                 log.warning(note)
             # Longest runs first (a multi-scale step costs about two single-scale ones), so that the
@@ -408,7 +409,7 @@ class Study:
             )
             context = multiprocessing.get_context("spawn")
             # With several GPUs, each worker sees one of them (dealt out in turn), so that "auto" runs there.
-            gpus = worker_gpus(jobs, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+            gpus = worker_gpus(jobs, gpu_count)
             queue = None
             if gpus:
                 queue = context.Queue()
@@ -621,17 +622,18 @@ def _take_gpu(queue) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
 
 
-def gpu_sharing_note(jobs: int) -> str | None:
-    """A warning when more than one of ``jobs`` runs will share a GPU without NVIDIA's MPS (whose control
-    pipe is in ``$CUDA_MPS_PIPE_DIRECTORY``, default /tmp/nvidia-mps): on an H200, 15 runs at once gave 5.5x
-    one run's steps a second with MPS and 1.6x without (docs/benchmarks.md, GPU). None otherwise."""
-    if jobs <= 1 or not torch.cuda.is_available() or torch.cuda.device_count() >= jobs:
+def gpu_sharing_note(jobs: int, count: int) -> str | None:
+    """A warning when more than one of ``jobs`` runs will share one of the ``count`` GPUs without NVIDIA's
+    MPS (whose control pipe is in ``$CUDA_MPS_PIPE_DIRECTORY``, default /tmp/nvidia-mps): on an H200, 15
+    runs at once gave 5.5x one run's steps a second with MPS and 1.6x without (docs/benchmarks.md, GPU).
+    None otherwise (no GPU, or a GPU for every run)."""
+    if jobs <= 1 or count == 0 or count >= jobs:
         return None
     pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
     if (pipe / "control").exists():
         return None
     return (
-        f"{jobs} runs will share {torch.cuda.device_count()} GPU(s) without NVIDIA's MPS: their small kernels "
+        f"{jobs} runs will share {count} GPU(s) without NVIDIA's MPS: their small kernels "
         "then take turns (15 runs on an H200 gave 1.6x one run's steps a second, 5.5x with MPS); start it "
         "first with `nvidia-cuda-mps-control -d` (docs/benchmarks.md, GPU)"
     )
