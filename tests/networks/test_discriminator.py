@@ -51,15 +51,29 @@ def test_256_input_gives_30x30_logits(antialias: bool) -> None:
     assert discriminator(torch.randn(1, 3, 256, 256)).shape == (1, 1, 30, 30)
 
 
-@pytest.mark.parametrize(("antialias", "field"), [(False, 70), (True, 84)])
-def test_receptive_field(antialias: bool, field: int) -> None:
+@pytest.mark.parametrize(
+    ("num_layers", "antialias", "field"),
+    [
+        (3, False, 70),
+        (3, True, 84),
+        (1, False, 16),
+        (1, True, 18),
+        (2, False, 34),
+        (2, True, 40),
+        (4, True, 172),
+    ],
+)
+def test_receptive_field(num_layers: int, antialias: bool, field: int) -> None:
     # Without normalisation (instance norm couples all positions) the gradient of one logit is non-zero
-    # exactly on its receptive field: the 70x70 PatchGAN, widened by the blur filters in the anti-aliased
-    # version.
+    # exactly on its receptive field: the 70x70 PatchGAN (16 and 34 px with one and two layers), widened by
+    # the blur filters in the anti-aliased version (docs/experiments.md, experiment 51, relies on these).
     torch.manual_seed(0)
-    discriminator = PatchDiscriminator(base_channels=2, norm="none", antialias=antialias, init_gain=1.0)
-    x = torch.randn(1, 3, 112, 112, requires_grad=True)
-    discriminator(x)[0, 0, 6, 6].backward()
+    discriminator = PatchDiscriminator(
+        base_channels=2, num_layers=num_layers, norm="none", antialias=antialias, init_gain=1.0
+    ).double()
+    x = torch.randn(1, 3, 256, 256, dtype=torch.float64, requires_grad=True)
+    logits = discriminator(x)
+    logits[0, 0, logits.shape[-2] // 2, logits.shape[-1] // 2].backward()
     rows, cols = (x.grad[0].abs().sum(0) > 0).nonzero(as_tuple=True)
     assert rows.max() - rows.min() + 1 == field
     assert cols.max() - cols.min() + 1 == field
