@@ -259,6 +259,28 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     recomposed = with_fusions["recomposed"]["mean_iou"][0]
     assert recomposed == pytest.approx(with_fusions["fused"]["mean_iou"][0], abs=2.0)
 
+    # benchmarks/class_texture.py on the same study: a row per class of the source labels, per variant.
+    texture_out = tmp_path / "texture.json"
+    textured = _run(
+        "class_texture.py", str(study.directory), "--variants", "SemST,CUT", "--out", str(texture_out)
+    )
+    assert textured.returncode == 0, textured.stderr[-3000:]
+    texture_figures = json.loads(texture_out.read_text())
+    assert set(texture_figures) == {"source", "target", "SemST", "CUT"}
+    assert list(texture_figures["SemST"]["seeds"]) == ["0"]
+    class_names = study.data.class_names
+    for title in ("texture (x100)", "colour spread (x100)"):
+        assert f"| {title} | source | real target | SemST | CUT |" in textured.stdout
+    rows = [line.split(" | ")[0][2:] for line in textured.stdout.splitlines() if line.startswith("| ")]
+    source_texture = texture_figures["source"]["texture"]
+    assert {name for name in rows if name in class_names} == {
+        class_names[c] for c, v in enumerate(source_texture) if v is not None
+    }
+    assert {c for c, v in enumerate(source_texture) if v is not None} <= present
+    assert texture_figures["CUT"]["seeds"]["0"]["border_band"] >= 0
+    unknown_variant = _run("class_texture.py", str(study.directory), "--variants", "SemST,CUT-x")
+    assert unknown_variant.returncode == 2 and "no variant 'CUT-x'" in unknown_variant.stderr
+
     single = _run("branch_scores.py", str(study.directory), "--variant", "CUT", "--seeds", "1")
     assert single.returncode == 2 and "not a multi-scale translator" in single.stderr
     missing = _run("branch_scores.py", str(study.directory), "--variant", "SemST", "--seeds", "1,")
