@@ -101,7 +101,8 @@ def border_band(image: np.ndarray, band: int) -> float:
 def measure(
     images: list[Path], labels: list[np.ndarray], num_classes: int, inset: int, band: int
 ) -> dict[str, object]:
-    """Per-class texture (mean over the images that hold the class) and the mean border band of a set."""
+    """Per-class texture and colour spread (means over the images that hold the class) and the mean border
+    band of a set of images."""
     rgbs = [load(p) for p in images]
     figures = np.stack(
         [class_texture(rgb, lab, num_classes, inset) for rgb, lab in zip(rgbs, labels, strict=True)]
@@ -140,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     from semst.study.runner import Study
 
     study = Study.open(args.study)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    known = {v.name for v in study.spec.variants}
+    unknown = [name for name in variants if name not in known]
+    if unknown:
+        print(
+            f"error: {args.study}: no variant {unknown[0]!r} (the study has: {', '.join(sorted(known))})",
+            file=sys.stderr,
+        )
+        return 2
     data = study.data
     names = list(data.class_names)
     num_classes = len(names)
@@ -157,15 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             args.band,
         ),
     }
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    known = {v.name for v in study.spec.variants}
     for name in variants:
-        if name not in known:
-            print(
-                f"error: {args.study}: no variant {name!r} (the study has: {', '.join(sorted(known))})",
-                file=sys.stderr,
-            )
-            return 2
         seeds = args.seeds or tuple(s for s in study.spec.seeds if study.scores_path(name, s).is_file())
         per_seed = {}
         for seed in seeds:
