@@ -46,10 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from semst.cli.study import parse_seeds
+from semst.data.labels import IGNORE_INDEX
 
 PARTS = ("fused", "local", "global")
 FUSIONS = ("recomposed", "half", "class-oracle", "smooth-oracle")
-IGNORE = 255  # train id of unlabelled pixels
 
 
 def _mean_std(values: list[float], digits: int = 1) -> str:
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             attention = translation["attention"]  # (H, W)
             means.append(float(attention.mean()))
             label = data.source_label(sample)  # (H, W) train ids
-            known = label != IGNORE
+            known = label != IGNORE_INDEX
             sums += np.bincount(label[known], weights=attention[known], minlength=classes)[:classes]
             counts += np.bincount(label[known], minlength=classes)[:classes]
             maps.append((attention, label))

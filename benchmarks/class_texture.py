@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from semst.cli.study import parse_seeds
-
-IGNORE = 255  # train id of unlabelled pixels
+from semst.data.labels import IGNORE_INDEX
 
 
 def load(path: Path) -> np.ndarray:
@@ -76,7 +75,7 @@ def class_texture(rgb: np.ndarray, label: np.ndarray, num_classes: int, inset: i
     magnitude = sobel_magnitude(luminance(rgb))
     out = np.full((2, num_classes), np.nan)
     for c in np.unique(label):
-        if c == IGNORE or c >= num_classes:
+        if c == IGNORE_INDEX or c >= num_classes:
             continue
         inner = interior(label == c, inset)
         if inner.any():
