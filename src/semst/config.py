@@ -15,6 +15,7 @@ networks. Paper symbols are given in the field comments; docs/configuration.md h
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -101,6 +102,9 @@ class LossConfig:
         "none"  # what of F the TS loss trains: nothing (G only), the output's embeddings, or both
     )
     ts_taps: tuple[str, ...] = ()  # encoder taps of the TS loss; empty = every projection tap
+    ts_tap_weights: tuple[
+        float, ...
+    ] = ()  # relative weights of the TS taps (in that order, normalised to sum 1); empty = equal (Eq. 1)
     flip_equivariance: bool = False  # FastCUT's flip-equivariance regulariser
 
 
@@ -300,6 +304,15 @@ class ExperimentConfig:
             problems.append(
                 f"loss.ts_taps {unknown} are not projection taps ({', '.join(self.projection.taps)})"
             )
+        ts_taps = self.loss.ts_taps or self.projection.taps
+        weights = self.loss.ts_tap_weights
+        if weights and len(weights) != len(ts_taps):
+            problems.append(
+                f"loss.ts_tap_weights has {len(weights)} weights for the {len(ts_taps)} TS taps "
+                f"({', '.join(ts_taps)})"
+            )
+        if weights and (not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0):
+            problems.append(f"loss.ts_tap_weights must be finite, >= 0 and not all 0 (got {list(weights)})")
         if not self.projection.taps:
             problems.append("projection.taps must name at least one encoder tap")
         if self.projection.num_patches < 2 and (self.loss.contrastive_weight > 0 or self.loss.ts_weight > 0):

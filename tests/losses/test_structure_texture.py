@@ -371,3 +371,28 @@ def test_ts_loss_with_taps_of_different_widths() -> None:
     taps_out = [torch.randn(2, 16, 5), torch.randn(2, 16, 3)]
     expected = -torch.stack([rsmi(a, b).mean() for a, b in zip(taps_in, taps_out)]).mean()
     torch.testing.assert_close(ts_loss(taps_in, taps_out), expected)
+
+
+def test_ts_loss_tap_weights_are_a_normalised_weighted_mean() -> None:
+    taps_in = [torch.stack(_unit_pairs(0.5, s, n=32, d=8)) for s in range(3)]  # each (2, n, d)
+    taps_out = [torch.stack(_unit_pairs(0.2 * s, s + 5, n=32, d=8)) for s in range(3)]
+    per_tap = [rsmi(a, b).mean() for a, b in zip(taps_in, taps_out)]
+    expected = -(1.0 * per_tap[0] + 0.0 * per_tap[1] + 3.0 * per_tap[2]) / 4.0
+    torch.testing.assert_close(ts_loss(taps_in, taps_out, tap_weights=[1, 0, 3]), expected)
+    # equal weights of any size are Eq. (1)'s plain mean; the per-tap loop (centre subsets) agrees
+    torch.testing.assert_close(ts_loss(taps_in, taps_out, tap_weights=[2.5] * 3), ts_loss(taps_in, taps_out))
+    looped = ts_loss(taps_in, taps_out, tap_weights=[1, 0, 3], num_centers=32)
+    torch.testing.assert_close(looped, expected)
+    # a tap of weight 0 gets no gradient
+    out = [t.clone().requires_grad_(True) for t in taps_out]
+    ts_loss(taps_in, out, tap_weights=[1, 0, 3]).backward()
+    assert out[1].grad is not None and not out[1].grad.any() and out[0].grad.abs().sum() > 0
+
+
+def test_ts_loss_rejects_bad_tap_weights() -> None:
+    tap = torch.randn(1, 8, 4)
+    with pytest.raises(ValueError, match="2 weights for 1 taps"):
+        ts_loss([tap], [tap], tap_weights=[1, 1])
+    for bad in ([0.0, 0.0], [1.0, -1.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="finite, >= 0 and not all 0"):
+            ts_loss([tap, tap], [tap, tap], tap_weights=bad)

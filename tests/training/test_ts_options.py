@@ -72,6 +72,23 @@ def test_ts_reads_only_the_chosen_taps(make_config):
         make_config("semst", **{"loss.ts_taps": "res9"})
 
 
+def test_ts_tap_weights_reweight_the_taps(make_config):
+    only_down1, _, only_down1_g = _ts_only(make_config, "queries", **{"loss.ts_taps": "down1"})
+    zero_input, _, zero_input_g = _ts_only(make_config, "queries", **{"loss.ts_tap_weights": "0,1"})
+    torch.testing.assert_close(zero_input, only_down1)  # weight 0 on the pixel tap = leaving it out
+    assert not zero_input_g["input"].any()
+    torch.testing.assert_close(zero_input_g["down1"], only_down1_g["down1"])
+    equal, _, _ = _ts_only(make_config, "queries", **{"loss.ts_tap_weights": "3,3"})
+    plain, _, _ = _ts_only(make_config, "queries")
+    torch.testing.assert_close(equal, plain)
+    with pytest.raises(Exception, match="3 weights for the 2 TS taps"):
+        make_config("semst", **{"projection.taps": ",".join(TAPS), "loss.ts_tap_weights": "1,1,1"})
+    with pytest.raises(Exception, match="1 weights for the 1 TS taps|not all 0"):
+        make_config("semst", **{"loss.ts_taps": "res5", "loss.ts_tap_weights": "0"})
+    with pytest.raises(Exception, match="finite, >= 0"):
+        make_config("semst", **{"loss.ts_taps": "res1,res5", "loss.ts_tap_weights": "1,-1"})
+
+
 def test_the_bandwidth_floor_replaces_tiny_median_bandwidths():
     generator = torch.Generator().manual_seed(0)
     flat = 0.01 * torch.randn(2, 32, 8, generator=generator)  # a flat region: tiny distances

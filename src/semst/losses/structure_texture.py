@@ -324,7 +324,11 @@ def rsmi_grid(
 
 
 def ts_loss(
-    inputs: Sequence[Tensor], outputs: Sequence[Tensor], estimator: str = "kernel", **rsmi_kwargs
+    inputs: Sequence[Tensor],
+    outputs: Sequence[Tensor],
+    estimator: str = "kernel",
+    tap_weights: Sequence[float] | None = None,
+    **rsmi_kwargs,
 ) -> Tensor:
     """The TS loss of SemST Eq. (1): minus the mean rSMI over embedding taps and images.
 
@@ -332,14 +336,17 @@ def ts_loss(
         inputs: One tensor per tap, (B, n, d_tap): embeddings of the input images at n locations.
         outputs: Same taps for the translated images at the same locations, (B, n, d'_tap).
         estimator: ``"kernel"`` (:func:`rsmi`) or ``"grid"`` (:func:`rsmi_grid`, needs equal shapes).
+        tap_weights: Relative weight of each tap (>= 0, not all 0); the taps' rSMI are averaged with the
+            weights normalised to sum 1, so the loss keeps its scale. None = the plain mean of Eq. (1).
         **rsmi_kwargs: Passed to the estimator (e.g. ``lam``, ``sigma_x``, ``num_centers``, ``generator``).
 
     Returns:
-        Scalar tensor ``-mean_taps mean_images rSMI(input_tap, output_tap)``.
+        Scalar tensor ``-sum_taps w_tap mean_images rSMI(input_tap, output_tap)`` with ``sum w = 1``
+        (``w = 1 / taps`` without ``tap_weights``).
 
     Raises:
-        ValueError: If the tap lists are empty or of different lengths, the estimator is unknown, or a tap has
-            a bad shape.
+        ValueError: If the tap lists are empty or of different lengths, the estimator is unknown, a tap has
+            a bad shape, or the weights do not match the taps or are negative, not finite or all 0.
     """
     if estimator not in RSMI_ESTIMATORS:
         raise ValueError(f"unknown rSMI estimator {estimator!r}; expected one of {RSMI_ESTIMATORS}")
@@ -355,12 +362,33 @@ def ts_loss(
                 f"tap {tap}: expected (B, n, d) tensors, "
                 f"got {tuple(source.shape)} and {tuple(translated.shape)}"
             )
+    weights = _tap_weights(tap_weights, len(inputs))
     shapes = {(tuple(s.shape), tuple(t.shape)) for s, t in zip(inputs, outputs)}
     if len(shapes) == 1 and rsmi_kwargs.get("num_centers") is None:
         # Taps of equal shape (CUT's projector makes them all (B, P, 256)) are one batched solve: the
         # estimate is per batch element (bandwidths included), so this equals the per-tap loop, faster.
-        return -estimate(torch.cat(list(inputs)), torch.cat(list(outputs)), **rsmi_kwargs).mean()  # (T*B,)
-    per_tap = [
-        estimate(source, translated, **rsmi_kwargs).mean() for source, translated in zip(inputs, outputs)
-    ]
-    return -torch.stack(per_tap).mean()
+        batch = inputs[0].shape[0]
+        values = estimate(torch.cat(list(inputs)), torch.cat(list(outputs)), **rsmi_kwargs)  # (T*B,)
+        per_tap = values.reshape(len(inputs), batch).mean(dim=1)  # (T,)
+    else:
+        per_tap = torch.stack(
+            [
+                estimate(source, translated, **rsmi_kwargs).mean()
+                for source, translated in zip(inputs, outputs)
+            ]
+        )  # (T,)
+    if weights is None:
+        return -per_tap.mean()
+    return -(per_tap * weights.to(per_tap)).sum()
+
+
+def _tap_weights(tap_weights: Sequence[float] | None, num_taps: int) -> Tensor | None:
+    """The taps' weights normalised to sum 1, (T,); None stays None (the plain mean)."""
+    if tap_weights is None:
+        return None
+    weights = torch.as_tensor([float(w) for w in tap_weights], dtype=torch.float64)  # (T,)
+    if weights.numel() != num_taps:
+        raise ValueError(f"tap_weights has {weights.numel()} weights for {num_taps} taps")
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) or not weights.sum() > 0:
+        raise ValueError(f"tap_weights must be finite, >= 0 and not all 0; got {list(tap_weights)}")
+    return weights / weights.sum()

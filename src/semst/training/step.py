@@ -64,7 +64,8 @@ def contrastive_loss(queries: torch.Tensor, keys: torch.Tensor, cfg: LossConfig)
 def structure_texture_loss(
     inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor], cfg: LossConfig, seed: int
 ) -> torch.Tensor:
-    """The TS loss (minus the mean rSMI over taps and images) with the config's estimator settings."""
+    """The TS loss (minus the mean rSMI over taps and images) with the config's estimator settings and
+    tap weights."""
     kwargs: dict = {"alpha": cfg.rsmi_alpha}
     if cfg.rsmi_lambda is not None:
         kwargs["lam"] = cfg.rsmi_lambda
@@ -78,7 +79,8 @@ def structure_texture_loss(
             kwargs["generator"] = _generator(seed)
     elif cfg.rsmi_sigma is not None:
         kwargs["sigma"] = cfg.rsmi_sigma
-    return ts_loss(inputs, outputs, estimator=cfg.ts_estimator, **kwargs)
+    weights = cfg.ts_tap_weights or None
+    return ts_loss(inputs, outputs, estimator=cfg.ts_estimator, tap_weights=weights, **kwargs)
 
 
 def backward_and_step(
