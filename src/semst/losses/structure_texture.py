@@ -362,14 +362,15 @@ def ts_loss(
                 f"tap {tap}: expected (B, n, d) tensors, "
                 f"got {tuple(source.shape)} and {tuple(translated.shape)}"
             )
-    weights = _tap_weights(tap_weights, len(inputs))
+    weights = _tap_weights(tap_weights, len(inputs))  # (T,) or None
     shapes = {(tuple(s.shape), tuple(t.shape)) for s, t in zip(inputs, outputs)}
     if len(shapes) == 1 and rsmi_kwargs.get("num_centers") is None:
         # Taps of equal shape (CUT's projector makes them all (B, P, 256)) are one batched solve: the
         # estimate is per batch element (bandwidths included), so this equals the per-tap loop, faster.
-        batch = inputs[0].shape[0]
         values = estimate(torch.cat(list(inputs)), torch.cat(list(outputs)), **rsmi_kwargs)  # (T*B,)
-        per_tap = values.reshape(len(inputs), batch).mean(dim=1)  # (T,)
+        if weights is None:
+            return -values.mean()
+        per_tap = values.reshape(len(inputs), -1).mean(dim=1)  # (T, B) -> (T,)
     else:
         per_tap = torch.stack(
             [
@@ -377,8 +378,8 @@ def ts_loss(
                 for source, translated in zip(inputs, outputs)
             ]
         )  # (T,)
-    if weights is None:
-        return -per_tap.mean()
+        if weights is None:
+            return -per_tap.mean()
     return -(per_tap * weights.to(per_tap)).sum()
 
 
