@@ -102,9 +102,7 @@ class LossConfig:
         "none"  # what of F the TS loss trains: nothing (G only), the output's embeddings, or both
     )
     ts_taps: tuple[str, ...] = ()  # encoder taps of the TS loss; empty = every projection tap
-    ts_tap_weights: tuple[
-        float, ...
-    ] = ()  # relative weights of the TS taps (in that order, normalised to sum 1); empty = equal (Eq. 1)
+    ts_tap_weights: tuple[float, ...] = ()  # TS taps' relative weights (sum scaled to 1); empty = equal
     flip_equivariance: bool = False  # FastCUT's flip-equivariance regulariser
 
 

@@ -83,7 +83,7 @@ def test_ts_tap_weights_reweight_the_taps(make_config):
     torch.testing.assert_close(equal, plain)
     with pytest.raises(Exception, match="3 weights for the 2 TS taps"):
         make_config("semst", **{"projection.taps": ",".join(TAPS), "loss.ts_tap_weights": "1,1,1"})
-    with pytest.raises(Exception, match="1 weights for the 1 TS taps|not all 0"):
+    with pytest.raises(Exception, match="not all 0"):
         make_config("semst", **{"loss.ts_taps": "res5", "loss.ts_tap_weights": "0"})
     with pytest.raises(Exception, match="finite, >= 0"):
         make_config("semst", **{"loss.ts_taps": "res1,res5", "loss.ts_tap_weights": "1,-1"})
