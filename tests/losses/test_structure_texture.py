@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from semst.losses.structure_texture import (
     RSMI_SIGMA_SCALE,
     _gaussian_features,
+    _joint_over_product,
     _rulsif_from_moments,
     _solve_positive_definite,
     rsmi,
@@ -325,6 +326,23 @@ def test_grid_matches_brute_force() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-9)
     batched = rsmi_grid(torch.stack([x, y]), torch.stack([y, x]), centers=3, sigma=0.5, lam=0.1)
     assert batched.shape == (2,) and batched[0].item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_grid_moments_equal_the_materialised_basis() -> None:
+    # rsmi_grid builds the m^2 x m^2 moments from the m-row factors; SCC's layout materialises the m^2 basis
+    # rows phi_l = K_{l % m} L_{l // m} and takes their products. Same values at the default 9 x 9 grid.
+    g = torch.Generator().manual_seed(12)
+    x = F.normalize(torch.randn(2, 64, 16, generator=g, dtype=torch.float64), dim=-1)
+    y = F.normalize(x + 0.5 * torch.randn(2, 64, 16, generator=g, dtype=torch.float64), dim=-1)
+    m, sigma = 9, 0.25
+    grid = torch.linspace(-1.0, 1.0, m, dtype=torch.float64)
+    x_grid = torch.exp(-(x.reshape(2, 1, -1) - grid[None, :, None]).square() / (2 * sigma**2))  # (B, m, N)
+    y_grid = torch.exp(-(y.reshape(2, 1, -1) - grid[None, :, None]).square() / (2 * sigma**2))
+    basis = torch.arange(m * m)
+    for alpha in (0.0, 0.5, 0.9):
+        expected = _joint_over_product(x_grid[:, basis % m], y_grid[:, basis // m], 1e-2, alpha)
+        got = rsmi_grid(x, y, sigma=sigma, lam=1e-2, alpha=alpha)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_grid_ordering() -> None:
