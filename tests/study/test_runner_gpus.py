@@ -1,9 +1,13 @@
-"""How `Study.run` spreads worker processes over GPUs, and when it warns that runs share one without MPS."""
+"""How `Study.run` spreads worker processes over GPUs, when it warns that runs share one without MPS, and
+that its workers stop with it."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -56,3 +60,47 @@ def test_runs_sharing_a_gpu_without_mps_are_warned_about(monkeypatch, tmp_path, 
 
 def test_no_warning_without_cuda():
     assert runner.gpu_sharing_note(8, 0) is None
+
+
+_ORPHAN_SCRIPT = """
+import concurrent.futures, multiprocessing, os, time
+from semst.study import runner
+
+if __name__ == "__main__":
+    pool = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=runner._init_worker,
+        initargs=(os.getpid(), None, 0.2),
+    )
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_worker_stops_when_the_study_process_is_killed(tmp_path):
+    # SIGKILL runs no handler in the study's process: only the worker's own watch can end it.
+    script = tmp_path / "study.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        time.sleep(0.5)
+        assert _alive(worker)  # the watch leaves a worker alone while its study lives
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)

@@ -30,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -419,8 +420,8 @@ class Study:
             with concurrent.futures.ProcessPoolExecutor(
                 jobs,
                 mp_context=context,
-                initializer=_take_gpu if queue is not None else None,
-                initargs=(queue,) if queue is not None else (),
+                initializer=_init_worker,
+                initargs=(os.getpid(), queue),
             ) as pool:
                 futures = {
                     pool.submit(_run_in_worker, str(self.directory), variant.name, seed, threads): (
@@ -615,6 +616,33 @@ def worker_gpus(jobs: int, count: int, visible: str | None = None) -> list[str]:
     names = [name.strip() for name in visible.split(",") if name.strip()] if visible else []
     names = names[:count] if len(names) >= count else [str(i) for i in range(count)]
     return [names[i % count] for i in range(jobs)]
+
+
+def _init_worker(parent: int, queue, interval: float = 2.0) -> None:
+    """Worker initializer: stop with the study's process (`_watch_parent`), and see one GPU only when
+    ``queue`` deals them out."""
+    _watch_parent(parent, interval)
+    if queue is not None:
+        _take_gpu(queue)
+
+
+def _watch_parent(parent: int, interval: float) -> None:
+    """Ends this process once its parent is no longer ``parent`` (checked every ``interval`` seconds).
+
+    A worker whose study process is killed (``kill``, a batch scheduler's SIGTERM at the end of a job, the
+    out-of-memory killer) is not stopped with it and would go on training alone, into folders that a
+    restarted study trains again. Its run resumes from its last checkpoint (written atomically).
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                log.error("the study's process (pid %d) is gone: this worker stops too", parent)
+                logging.shutdown()
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="semst-study-parent").start()
 
 
 def _take_gpu(queue) -> None:
