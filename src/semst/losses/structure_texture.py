@@ -329,8 +329,8 @@ def _grid_moments(x_grid: Tensor, y_grid: Tensor) -> tuple[Tensor, Tensor, Tenso
     - ``h[l] = mean_k K_a L_c``: an (m, m) product, laid out as l = a + m c;
     - the product-of-marginals second moment ``(K K^T)[a, a'] (L L^T)[c, c'] / N^2``: a Kronecker product;
     - the joint second moment ``mean_k K_a K_a' L_c L_c'``: one (P, N) x (N, P) product over the
-      P = m (m + 1) / 2 unordered pairs {a, a'} and {c, c'}, the only O(N) work (SCC's layout needs three
-      (m^2, N) x (N, m^2) products, about ten times as much at m = 9).
+      P = m (m + 1) / 2 unordered pairs {a, a'} and {c, c'}, the largest cost (SCC's layout of the basis
+      needs three (m^2, N) x (N, m^2) products, about ten times its multiplications at m = 9).
 
     Returns ``h`` (B, m^2) and the joint and product second moments (B, m^2, m^2), equal (up to rounding)
     to ``_joint_over_product``'s on the materialised basis.
