@@ -297,3 +297,43 @@ def test_branch_scores_reproduces_the_studys_fused_score_and_scores_each_branch(
     assert nothing.returncode == 2 and "no scored run of SemST: run the study first" in nothing.stderr
     unknown = _run("branch_scores.py", str(study.directory), "--variant", "SemST-bf16")
     assert unknown.returncode == 2 and "no variant 'SemST-bf16' (the study has: SemST, CUT)" in unknown.stderr
+
+
+def test_ts_gradient_compares_settings_at_initialisation(tmp_path):
+    from semst.config import load_config
+
+    config = load_config(
+        "semst",
+        overrides={
+            "generator.base_channels": 8,
+            "discriminator.base_channels": 8,
+            "data.crop_size": 32,
+            "multiscale.global_size": 32,
+            "multiscale.local_size": 32,
+            "projection.num_patches": 16,
+            "projection.dim": 32,
+        },
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(config.to_yaml())
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    result = _run(
+        "ts_gradient.py", str(run), str(images), "--init", "--images", "2", "--branch", "local",
+        "--set", "ts_weight=4", "--set", "ts_estimator=grid",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "branch local, 2 images, crop 32" in result.stdout
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:5]
+        for line in result.stdout.splitlines()
+        if "x TS (" in line
+    }
+    assert set(rows) == {"2 x TS (the run's own)", "4 x TS (ts_weight=4)", "2 x TS (ts_estimator=grid)"}
+    own, doubled = float(rows["2 x TS (the run's own)"][0]), float(rows["4 x TS (ts_weight=4)"][0])
+    assert doubled == pytest.approx(2 * own, rel=1e-3)  # the gradient is linear in lambda_TS
+    assert rows["4 x TS (ts_weight=4)"][2] == rows["2 x TS (the run's own)"][2]  # same rSMI
