@@ -5,10 +5,10 @@
     python benchmarks/ts_gradient.py RUN_DIR SOURCE_IMAGES --branch local --set ts_estimator=grid,rsmi_alpha=0.2
 
 For each source image (the first ``--images`` of SOURCE_IMAGES, cropped to the run's crop size) the branch's
-generator translates it; then, as in a training step (`semst.training.step.patch_losses`), the projection
-head embeds the input's and the translation's encoder features at the same sampled locations, and the norm
-of the gradient of ``lambda_hDCE * hDCE`` and of ``lambda_TS * TS`` with respect to the translated image is
-measured (the identity half of hDCE and the GAN loss are left out). Settings are compared at the run's own
+generator translates it; then the training step's own patch losses (`semst.training.step.patch_losses`, its
+patch locations, projection and TS taps) run once with only hDCE weighted and once per setting with only TS
+weighted, and the norm of the gradient of ``lambda_hDCE * hDCE`` and of ``lambda_TS * TS`` with respect to
+the translated image is measured (the identity half of hDCE and the GAN loss are left out). Settings are compared at the run's own
 lambda_TS unless ``--set`` changes ``ts_weight``, so the ratio of two settings' gradient norms is the factor
 by which lambda_TS would have to change to give one the other's pull. Results and commands are recorded in
 docs/experiments.md (experiment 54).
@@ -25,10 +25,9 @@ import torch
 
 from semst.config import ExperimentConfig, LossConfig, read_config_file
 from semst.data.images import load_rgb
-from semst.networks import sample_locations
 from semst.training.networks import TrainingNetworks
 from semst.training.state import load_training_checkpoint
-from semst.training.step import contrastive_loss, structure_texture_loss
+from semst.training.step import patch_losses
 
 
 def parse_setting(text: str) -> dict[str, object]:
@@ -91,26 +90,16 @@ def main() -> None:
             real_features = generator.encode(image, taps)
         translated.requires_grad_(True)
         fake_features = generator.encode(translated, taps)
-        locations = {}
-        for t, tap in enumerate(taps):
-            height, width = real_features[tap].shape[-2:]
-            locations[tap] = sample_locations(
-                height * width,
-                config.projection.num_patches,
-                [torch.Generator().manual_seed(1000 * index + t)],
-            )
-        keys = projector(real_features, locations)  # tap -> (1, P, dim)
-        queries = projector(fake_features, locations)  # tap -> (1, P, dim)
 
-        hdce = torch.stack([contrastive_loss(queries[t], keys[t], config.loss) for t in taps]).mean()
-        norms["hDCE"].append(gradient_norm(config.loss.contrastive_weight * hdce, translated))
+        common = dict(batch=1, projection_cfg=config.projection, seed=0, step=index)
+        only_hdce = dataclasses.replace(config.loss, ts_weight=0.0)
+        hdce, _ = patch_losses(projector, real_features, fake_features, loss_cfg=only_hdce, **common)
+        norms["hDCE"].append(gradient_norm(hdce, translated))  # of lambda_hDCE * hDCE
         for name, loss_cfg in settings.items():
-            ts_taps = loss_cfg.ts_taps or taps
-            ts = structure_texture_loss(
-                [keys[t] for t in ts_taps], [queries[t] for t in ts_taps], loss_cfg, seed=index
-            )
-            values[name].append(-ts.item())
-            norms[name].append(gradient_norm(loss_cfg.ts_weight * ts, translated))
+            only_ts = dataclasses.replace(loss_cfg, contrastive_weight=0.0)
+            ts, named = patch_losses(projector, real_features, fake_features, loss_cfg=only_ts, **common)
+            values[name].append(-named["G/ts"].item())
+            norms[name].append(gradient_norm(ts, translated))  # of lambda_TS * TS
 
     hdce_norms = np.array(norms["hDCE"])
     print(f"branch {branch}, {len(hdce_norms)} images, crop {size}, taps {', '.join(taps)}")
