@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semst.config import ExperimentConfig, LossConfig, read_config_file
+from semst.config import ConfigError, ExperimentConfig, LossConfig, read_config_file
 from semst.data.images import load_rgb
 from semst.training.networks import TrainingNetworks
 from semst.training.state import load_training_checkpoint
@@ -64,10 +64,26 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     config = ExperimentConfig.from_dict(read_config_file(args.run / "config.yaml"))
+    settings: dict[str, LossConfig] = {"the run's own": config.loss}
+    for text in args.set:
+        overrides = {f"loss.{name}": value for name, value in parse_setting(text).items()}
+        try:  # the project's own override path: known fields and their types ...
+            changed = config.replace(overrides, source=f"--set {text}")
+        except ConfigError as exc:
+            parser.error(str(exc))
+        try:  # ... and ranges
+            settings[text] = changed.validate().loss
+        except ConfigError as exc:
+            parser.error(f"--set {text}: {exc}")
+    checkpoints = sorted((args.run / "checkpoints").glob("*.safetensors"))
+    if not args.init and not checkpoints:
+        parser.error(
+            f"{args.run / 'checkpoints'}: no checkpoint (*.safetensors); train the run or pass --init"
+        )
     torch.manual_seed(0)
     networks = TrainingNetworks.from_config(config)
     if not args.init:
-        checkpoint = sorted((args.run / "checkpoints").glob("*.safetensors"))[-1]
+        checkpoint = checkpoints[-1]
         load_training_checkpoint(checkpoint, networks=networks, optimizers={})
         print(f"weights: {checkpoint}")
     networks.eval()
@@ -75,9 +91,6 @@ def main() -> None:
     branch = args.branch or next(iter(branches))
     generator, projector = branches[branch], networks.projectors[branch]
     taps, size = config.projection.taps, config.data.crop_size
-    settings: dict[str, LossConfig] = {"the run's own": config.loss}
-    for text in args.set:
-        settings[text] = dataclasses.replace(config.loss, **parse_setting(text))
 
     norms: dict[str, list[float]] = {"hDCE": [], **{name: [] for name in settings}}
     values: dict[str, list[float]] = {name: [] for name in settings}

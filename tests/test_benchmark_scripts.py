@@ -337,3 +337,12 @@ def test_ts_gradient_compares_settings_at_initialisation(tmp_path):
     own, doubled = float(rows["2 x TS (the run's own)"][0]), float(rows["4 x TS (ts_weight=4)"][0])
     assert doubled == pytest.approx(2 * own, rel=1e-3)  # the gradient is linear in lambda_TS
     assert rows["4 x TS (ts_weight=4)"][2] == rows["2 x TS (the run's own)"][2]  # same rSMI
+
+    unknown = _run("ts_gradient.py", str(run), str(images), "--init", "--set", "ts_wieght=4")
+    assert (
+        unknown.returncode == 2 and "--set ts_wieght=4: " in unknown.stderr and "ts_wieght" in unknown.stderr
+    )
+    out_of_range = _run("ts_gradient.py", str(run), str(images), "--init", "--set", "rsmi_alpha=1.5")
+    assert out_of_range.returncode == 2 and "loss.rsmi_alpha must be in [0, 1)" in out_of_range.stderr
+    untrained = _run("ts_gradient.py", str(run), str(images))
+    assert untrained.returncode == 2 and "no checkpoint (*.safetensors)" in untrained.stderr
